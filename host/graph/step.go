@@ -1,0 +1,61 @@
+// Package graph holds the step graph an experiment script builds: steps, the
+// config values that link them, and the planner that gives every step its
+// version, content hash and output path.
+//
+// A step's config is a JSON-like tree (nil, bool, int64, float64, string,
+// []any, map[string]any) that may also hold the special values below. Every
+// leaf counts in the step's version except those wrapped in Unversioned, so
+// any config change moves the step (and its dependents) to a new path.
+package graph
+
+import (
+	"fmt"
+	"time"
+)
+
+// Step is one node of the graph: an operation served by a plugin and its config.
+type Step struct {
+	// Name is the output directory stem relative to the prefix, e.g.
+	// "tokenized/tulu"; the output lands in {prefix}/{Name}-{hash6}.
+	Name string
+	// Op names the plugin operation that produces the output, e.g. "tokenize".
+	Op string
+	// Config is the step's configuration tree.
+	Config map[string]any
+	// Description is free text shown in plans; not versioned.
+	Description string
+	// OverrideOutputPath, when set, replaces {Name}-{hash6}: relative to the
+	// prefix, or an absolute storage URL.
+	OverrideOutputPath string
+	// Timeout bounds one execution of the step (0: none). Not versioned.
+	Timeout time.Duration
+	// Pos is the script position that created the step ("exp.star:12:5").
+	Pos string
+}
+
+// InputRef is a config value standing for the output path of another step
+// (or a file under it). It is what output_path_of(step, sub) returns, and it
+// makes the referenced step a dependency.
+type InputRef struct {
+	Step *Step
+	Sub  string
+}
+
+// ThisOutput is a config value standing for the step's own output path.
+type ThisOutput struct {
+	Sub string
+}
+
+// Unversioned wraps a config value that is recorded but not hashed: changing
+// it never changes the output path. Builtins also use it for fields that do
+// not change results (resources, checkpoint cadence, logging).
+type Unversioned struct {
+	Value any
+}
+
+func (r *InputRef) String() string {
+	if r.Sub == "" {
+		return fmt.Sprintf("output_path_of(%s)", r.Step.Name)
+	}
+	return fmt.Sprintf("output_path_of(%s, %q)", r.Step.Name, r.Sub)
+}
