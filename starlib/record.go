@@ -1,0 +1,291 @@
+package starlib
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+
+	"github.com/marin-go/marin/host/graph"
+)
+
+// fieldKind is the type a record field accepts.
+type fieldKind int
+
+const (
+	kindAny fieldKind = iota
+	kindInt
+	kindFloat // ints accepted and stored as float
+	kindString
+	kindBool
+)
+
+func (k fieldKind) String() string {
+	return [...]string{"any value", "int", "float", "string", "bool"}[k]
+}
+
+// field describes one keyword argument of a config builtin.
+type field struct {
+	name     string
+	kind     fieldKind
+	def      starlark.Value // default; nil means None
+	optional bool           // None allowed
+	// nonSemantic fields are recorded but never hashed (resources, cadence).
+	nonSemantic bool
+	check       func(v starlark.Value) error
+	doc         string
+}
+
+// recordType is a config class such as SimpleSFTConfig.
+type recordType struct {
+	name   string
+	fields []field
+	// validate checks cross-field rules after all fields are set.
+	validate func(r *Record) error
+}
+
+func (t *recordType) field(name string) (*field, bool) {
+	for i := range t.fields {
+		if t.fields[i].name == name {
+			return &t.fields[i], true
+		}
+	}
+	return nil, false
+}
+
+// Record is an immutable config object made by a builtin constructor. It
+// remembers where the script made it so later validation errors point there.
+type Record struct {
+	typ    *recordType
+	values map[string]starlark.Value
+	pos    syntax.Position
+}
+
+var (
+	_ starlark.HasAttrs = (*Record)(nil)
+	_ starlark.Callable = (*recordConstructor)(nil)
+)
+
+func (r *Record) String() string {
+	var b strings.Builder
+	b.WriteString(r.typ.name)
+	b.WriteByte('(')
+	first := true
+	for _, f := range r.typ.fields {
+		v := r.values[f.name]
+		if v == starlark.None && f.def == nil {
+			continue
+		}
+		if !first {
+			b.WriteString(", ")
+		}
+		first = false
+		fmt.Fprintf(&b, "%s=%s", f.name, v.String())
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+func (r *Record) Type() string          { return r.typ.name }
+func (r *Record) Freeze()               {}
+func (r *Record) Truth() starlark.Bool  { return starlark.True }
+func (r *Record) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable type: %s", r.typ.name) }
+func (r *Record) Attr(name string) (starlark.Value, error) {
+	if v, ok := r.values[name]; ok {
+		return v, nil
+	}
+	if name == "replace" {
+		return starlark.NewBuiltin(r.typ.name+".replace", r.replace), nil
+	}
+	return nil, nil
+}
+func (r *Record) AttrNames() []string {
+	names := make([]string, 0, len(r.typ.fields)+1)
+	for _, f := range r.typ.fields {
+		names = append(names, f.name)
+	}
+	names = append(names, "replace")
+	sort.Strings(names)
+	return names
+}
+
+// Get returns a field value.
+func (r *Record) Get(name string) starlark.Value { return r.values[name] }
+
+// Pos is the script position that made the record.
+func (r *Record) Pos() syntax.Position { return r.pos }
+
+// replace returns a copy with some fields changed, like dataclasses.replace.
+func (r *Record) replace(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) > 0 {
+		return nil, fmt.Errorf("%s: takes keyword arguments only", b.Name())
+	}
+	base := map[string]starlark.Value{}
+	for k, v := range r.values {
+		base[k] = v
+	}
+	return newRecord(thread, r.typ, b.Name(), nil, kwargs, base)
+}
+
+// recordConstructor is the builtin that makes records of one type.
+type recordConstructor struct{ typ *recordType }
+
+func (c *recordConstructor) String() string        { return "<class " + c.typ.name + ">" }
+func (c *recordConstructor) Type() string          { return "class" }
+func (c *recordConstructor) Freeze()               {}
+func (c *recordConstructor) Truth() starlark.Bool  { return starlark.True }
+func (c *recordConstructor) Hash() (uint32, error) { return starlark.String(c.typ.name).Hash() }
+func (c *recordConstructor) Name() string          { return c.typ.name }
+func (c *recordConstructor) CallInternal(thread *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return newRecord(thread, c.typ, c.typ.name, args, kwargs, nil)
+}
+
+func newRecord(thread *starlark.Thread, t *recordType, fn string, args starlark.Tuple, kwargs []starlark.Tuple, base map[string]starlark.Value) (*Record, error) {
+	if len(args) > 0 {
+		return nil, fmt.Errorf("%s: takes keyword arguments only (got %d positional)", fn, len(args))
+	}
+	r := &Record{typ: t, values: map[string]starlark.Value{}, pos: callerPos(thread)}
+	for _, f := range t.fields {
+		if base != nil {
+			r.values[f.name] = base[f.name]
+		} else if f.def != nil {
+			r.values[f.name] = f.def
+		} else {
+			r.values[f.name] = starlark.None
+		}
+	}
+	for _, kv := range kwargs {
+		name := string(kv[0].(starlark.String))
+		f, ok := t.field(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: unexpected keyword argument %q%s", fn, name, suggest(name, fieldNames(t)))
+		}
+		v, err := checkField(fn, f, kv[1])
+		if err != nil {
+			return nil, err
+		}
+		r.values[name] = v
+	}
+	if t.validate != nil {
+		if err := t.validate(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn, err)
+		}
+	}
+	return r, nil
+}
+
+func fieldNames(t *recordType) []string {
+	var n []string
+	for _, f := range t.fields {
+		n = append(n, f.name)
+	}
+	return n
+}
+
+func checkField(fn string, f *field, v starlark.Value) (starlark.Value, error) {
+	if v == starlark.None {
+		if f.optional || f.def == nil {
+			return v, nil
+		}
+		return nil, fmt.Errorf("%s: %s must not be None", fn, f.name)
+	}
+	switch f.kind {
+	case kindInt:
+		if _, ok := v.(starlark.Int); !ok {
+			return nil, fmt.Errorf("%s: %s must be an int, got %s %s", fn, f.name, v.Type(), v.String())
+		}
+	case kindFloat:
+		switch x := v.(type) {
+		case starlark.Float:
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("%s: %s must be finite, got %s", fn, f.name, x.String())
+			}
+		case starlark.Int:
+			v = starlark.Float(float64(x.Float()))
+		default:
+			return nil, fmt.Errorf("%s: %s must be a number, got %s %s", fn, f.name, v.Type(), v.String())
+		}
+	case kindString:
+		if _, ok := v.(starlark.String); !ok {
+			return nil, fmt.Errorf("%s: %s must be a string, got %s %s", fn, f.name, v.Type(), v.String())
+		}
+	case kindBool:
+		if _, ok := v.(starlark.Bool); !ok {
+			return nil, fmt.Errorf("%s: %s must be True or False, got %s %s", fn, f.name, v.Type(), v.String())
+		}
+	}
+	if f.check != nil {
+		if err := f.check(v); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", fn, f.name, err)
+		}
+	}
+	return v, nil
+}
+
+// configValue converts a record into the graph config tree; non-semantic
+// fields are wrapped so they are recorded but not hashed.
+func (r *Record) configValue() (any, error) {
+	m := map[string]any{}
+	for _, f := range r.typ.fields {
+		v, err := toConfig(r.values[f.name])
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", r.typ.name, f.name, err)
+		}
+		if f.nonSemantic {
+			v = graph.Unversioned{Value: v}
+		}
+		m[f.name] = v
+	}
+	return m, nil
+}
+
+// Numeric checks shared by config classes.
+func positive(v starlark.Value) error {
+	switch x := v.(type) {
+	case starlark.Int:
+		if x.Sign() <= 0 {
+			return fmt.Errorf("must be positive, got %s", x)
+		}
+	case starlark.Float:
+		if x <= 0 {
+			return fmt.Errorf("must be positive, got %s", x)
+		}
+	}
+	return nil
+}
+
+func nonNegative(v starlark.Value) error {
+	switch x := v.(type) {
+	case starlark.Int:
+		if x.Sign() < 0 {
+			return fmt.Errorf("must not be negative, got %s", x)
+		}
+	case starlark.Float:
+		if x < 0 {
+			return fmt.Errorf("must not be negative, got %s", x)
+		}
+	}
+	return nil
+}
+
+func oneOf(choices ...string) func(starlark.Value) error {
+	return func(v starlark.Value) error {
+		s, _ := starlark.AsString(v)
+		for _, c := range choices {
+			if s == c {
+				return nil
+			}
+		}
+		return fmt.Errorf("must be one of %s, got %q", strings.Join(quoteAll(choices), ", "), s)
+	}
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}

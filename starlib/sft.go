@@ -1,0 +1,194 @@
+package starlib
+
+import (
+	"fmt"
+	"strings"
+
+	"go.starlark.net/starlark"
+
+	"github.com/marin-go/marin/host/graph"
+)
+
+// resourceConfigType says where a step runs. It never changes results, so
+// it is recorded but not hashed. JaxDistributedConfig is an alias so
+// Python-shaped scripts read the same.
+var resourceConfigType = &recordType{
+	name: "ResourceConfig",
+	fields: []field{
+		{name: "backend", kind: kindString, def: starlark.String("cpu"), check: oneOf("cpu", "gomlx"),
+			doc: "compute backend: cpu (pure-Go reference) or gomlx (XLA)"},
+		{name: "device", kind: kindString, def: starlark.String("cpu"), check: oneOf("cpu", "cuda", "tpu"),
+			doc: "device kind the backend uses"},
+		{name: "num_devices", kind: kindInt, def: starlark.MakeInt(0), check: nonNegative, doc: "devices to use, 0 for all"},
+		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), check: positive},
+		{name: "pjrt_plugin", kind: kindString, optional: true, doc: "absolute path of a PJRT plugin .so for gomlx on accelerators"},
+		{name: "threads", kind: kindInt, def: starlark.MakeInt(0), check: nonNegative, doc: "CPU threads, 0 for all cores"},
+	},
+}
+
+// sftConfigType mirrors Python Marin's SimpleSFTConfig, with its defaults.
+var sftConfigType = &recordType{
+	name: "SimpleSFTConfig",
+	fields: []field{
+		{name: "data_config", kind: kindAny, optional: true, doc: "a tokenized step or lm_mixture_data_config(...)"},
+		{name: "train_batch_size", kind: kindInt, def: starlark.MakeInt(128), check: positive},
+		{name: "num_train_steps", kind: kindInt, optional: true, check: positive, doc: "default 10000 unless num_train_epochs is set"},
+		{name: "num_train_epochs", kind: kindFloat, optional: true, check: positive, doc: "resolved from the tokenized caches' counts"},
+		{name: "learning_rate", kind: kindFloat, def: starlark.Float(5e-6), check: positive},
+		{name: "max_seq_len", kind: kindInt, def: starlark.MakeInt(4096), check: positive},
+		{name: "tokenizer", kind: kindString, optional: true},
+		{name: "model_name_or_path", kind: kindString, optional: true},
+		{name: "initialize_from_checkpoint_path", kind: kindAny, optional: true},
+		{name: "weight_decay", kind: kindFloat, def: starlark.Float(0), check: nonNegative},
+		{name: "warmup", kind: kindFloat, def: starlark.Float(0.03), check: nonNegative, doc: "fraction of steps (< 1) or a step count"},
+		{name: "cooldown", kind: kindFloat, def: starlark.Float(0), check: nonNegative, doc: "fraction of steps of final decay"},
+		{name: "lr_schedule", kind: kindString, def: starlark.String("linear"), check: oneOf("linear", "cosine", "constant")},
+		{name: "min_lr_ratio", kind: kindFloat, def: starlark.Float(0), check: func(v starlark.Value) error {
+			if f := float64(v.(starlark.Float)); f < 0 || f > 1 {
+				return fmt.Errorf("must be in [0, 1], got %v", f)
+			}
+			return nil
+		}},
+		{name: "max_grad_norm", kind: kindFloat, def: starlark.Float(1.0), check: positive, doc: "None means 1.0, as in Marin"},
+		{name: "steps_per_eval", kind: kindInt, def: starlark.MakeInt(1000), check: positive, nonSemantic: true},
+		{name: "steps_per_checkpoint", kind: kindInt, def: starlark.MakeInt(1000), check: positive, nonSemantic: true},
+		{name: "steps_per_hf_export", kind: kindInt, def: starlark.MakeInt(500), check: positive, nonSemantic: true},
+		{name: "mixture_block_size", kind: kindInt, def: starlark.MakeInt(2048), check: positive},
+		{name: "stop_strategy", kind: kindString, def: starlark.String("restart"), check: oneOf("restart")},
+		{name: "seed", kind: kindInt, def: starlark.MakeInt(0)},
+		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), check: positive, nonSemantic: true},
+		{name: "z_loss_weight", kind: kindFloat, def: starlark.Float(0), check: nonNegative},
+		{name: "resources", kind: kindAny, optional: true, nonSemantic: true, doc: "ResourceConfig / JaxDistributedConfig"},
+	},
+	validate: func(r *Record) error {
+		if r.Get("max_grad_norm") == starlark.None {
+			r.values["max_grad_norm"] = starlark.Float(1.0)
+		}
+		steps, epochs := r.Get("num_train_steps"), r.Get("num_train_epochs")
+		if steps != starlark.None && epochs != starlark.None {
+			return fmt.Errorf("give num_train_steps or num_train_epochs, not both")
+		}
+		if steps == starlark.None && epochs == starlark.None {
+			r.values["num_train_steps"] = starlark.MakeInt(10000)
+		}
+		switch d := r.Get("data_config").(type) {
+		case starlark.NoneType, *Step, *InputName, *MixtureConfig:
+			if m, ok := d.(*MixtureConfig); ok {
+				if n, ok := m.maxSeqLen.(starlark.Int); ok {
+					if msl, _ := r.Get("max_seq_len").(starlark.Int); n.BigInt().Cmp(msl.BigInt()) != 0 {
+						return fmt.Errorf("max_seq_len=%s differs from the data config's max_seq_len=%s (made at %s); they must match", msl, n, m.pos)
+					}
+				}
+			}
+		default:
+			return fmt.Errorf("data_config must be a tokenized step or lm_mixture_data_config(...), got %s", d.Type())
+		}
+		switch res := r.Get("resources").(type) {
+		case starlark.NoneType:
+		case *Record:
+			if res.typ != resourceConfigType {
+				return fmt.Errorf("resources must be ResourceConfig(...) or JaxDistributedConfig(...), got %s", res.Type())
+			}
+		default:
+			return fmt.Errorf("resources must be ResourceConfig(...) or JaxDistributedConfig(...), got %s", res.Type())
+		}
+		switch v := r.Get("initialize_from_checkpoint_path").(type) {
+		case starlark.NoneType, starlark.String, *Step, *InputName:
+		default:
+			return fmt.Errorf("initialize_from_checkpoint_path must be a path or a step, got %s", v.Type())
+		}
+		return nil
+	},
+}
+
+func addSFTBuiltins(env starlark.StringDict) {
+	env["SimpleSFTConfig"] = &recordConstructor{sftConfigType}
+	env["ResourceConfig"] = &recordConstructor{resourceConfigType}
+	env["JaxDistributedConfig"] = &recordConstructor{resourceConfigType}
+	env["default_sft"] = starlark.NewBuiltin("default_sft", defaultSFT)
+}
+
+// default_sft(name, tokenized=None, model_config=None, sft_config, tags=[])
+//
+// Makes the training step "checkpoints/{name}" (op "train").
+func defaultSFT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name                                string
+		tokenized, modelConfig, cfgV, tagsV starlark.Value = starlark.None, starlark.None, nil, starlark.None
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"name", &name, "tokenized?", &tokenized, "model_config?", &modelConfig, "sft_config", &cfgV, "tags?", &tagsV); err != nil {
+		return nil, err
+	}
+	cfg, ok := cfgV.(*Record)
+	if !ok || cfg.typ != sftConfigType {
+		return nil, fmt.Errorf("%s: sft_config must be SimpleSFTConfig(...), got %s", b.Name(), cfgV.Type())
+	}
+	stepName := "checkpoints/" + strings.TrimPrefix(name, "checkpoints/")
+	if err := checkStepName(b.Name(), stepName); err != nil {
+		return nil, err
+	}
+	tags, err := starStrings(b.Name(), "tags", tagsV)
+	if err != nil {
+		return nil, err
+	}
+
+	data := tokenized
+	if data == starlark.None {
+		data = cfg.Get("data_config")
+	} else if cfg.Get("data_config") != starlark.None {
+		return nil, fmt.Errorf("%s: data given both as tokenized= and in sft_config.data_config (made at %s); give one", b.Name(), cfg.pos)
+	}
+	var mix *MixtureConfig
+	switch d := data.(type) {
+	case starlark.NoneType:
+		return nil, fmt.Errorf("%s: no training data: set data_config in SimpleSFTConfig (made at %s) or pass tokenized=", b.Name(), cfg.pos)
+	case *MixtureConfig:
+		mix = d
+	case *Step:
+		mix = singleComponent(d.s.Name[strings.LastIndex(d.s.Name, "/")+1:], d, cfg.Get("max_seq_len"), intField(cfg, "mixture_block_size"), "restart")
+	case *InputName:
+		mix = singleComponent(d.ref.Step.Name[strings.LastIndex(d.ref.Step.Name, "/")+1:], d, cfg.Get("max_seq_len"), intField(cfg, "mixture_block_size"), "restart")
+	default:
+		return nil, fmt.Errorf("%s: tokenized must be a tokenized step or lm_mixture_data_config(...), got %s", b.Name(), data.Type())
+	}
+	if n, ok := mix.maxSeqLen.(starlark.Int); ok {
+		if msl := cfg.Get("max_seq_len").(starlark.Int); n.BigInt().Cmp(msl.BigInt()) != 0 {
+			return nil, fmt.Errorf("%s: sft_config.max_seq_len=%s differs from the data config's max_seq_len=%s; they must match", b.Name(), msl, n)
+		}
+	}
+	if modelConfig == starlark.None && cfg.Get("model_name_or_path") == starlark.None && cfg.Get("initialize_from_checkpoint_path") == starlark.None {
+		return nil, fmt.Errorf("%s: no model: set model_name_or_path or initialize_from_checkpoint_path in SimpleSFTConfig (made at %s), or pass model_config= to train from scratch", b.Name(), cfg.pos)
+	}
+
+	conf, err := cfg.configValue()
+	if err != nil {
+		return nil, fmt.Errorf("%s: sft_config: %w", b.Name(), err)
+	}
+	m := conf.(map[string]any)
+	delete(m, "data_config")
+	dc, err := mix.configValue()
+	if err != nil {
+		return nil, fmt.Errorf("%s: data: %w", b.Name(), err)
+	}
+	m["data"] = dc
+	mc, err := toConfig(modelConfig)
+	if err != nil {
+		return nil, fmt.Errorf("%s: model_config: %w", b.Name(), err)
+	}
+	m["model_config"] = mc
+	if cfg.Get("resources") == starlark.None {
+		// Default resources: the CPU backend on every core.
+		def, _ := mustPreset(resourceConfigType, nil).configValue()
+		m["resources"] = graph.Unversioned{Value: def}
+	}
+	m["tags"] = graph.Unversioned{Value: stringsToAny(tags)}
+	st := newStep(thread, stepName, "train", m)
+	st.s.Description = "fine-tune " + name
+	return st, nil
+}
+
+func intField(r *Record, name string) int64 {
+	n, _ := r.Get(name).(starlark.Int).Int64()
+	return n
+}
