@@ -1,0 +1,528 @@
+// Package storage reads and writes marin's outputs through storage URLs, so
+// the host and the plugins share one notion of where a file lives:
+//
+//	file:///abs/dir/file   local files (plain paths normalise to this form)
+//	mem://name/key         in-process memory buckets, for tests
+//	gs://bucket/key, s3://bucket/key, …
+//	                       any other scheme whose gocloud.dev/blob driver is
+//	                       linked into the binary (a blank import of
+//	                       gocloud.dev/blob/gcsblob, s3blob, …)
+//
+// Every function takes a full URL; the package opens the bucket behind it
+// once per bucket root and caches it, so mem:// buckets are shared by
+// everything in one process. Writes are atomic per object: a reader sees the
+// old content or the new, never a torn file. CreateIfNotExist is atomic across
+// processes too, which is what the executor's leases are built on.
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/fileblob"
+	"gocloud.dev/blob/memblob"
+	"gocloud.dev/gcerrors"
+)
+
+// ErrNotExist is matched (errors.Is) by the error of a read, stat or
+// conditional operation on an object that does not exist. It is
+// fs.ErrNotExist so callers may test for either.
+var ErrNotExist = fs.ErrNotExist
+
+// Entry is one result of List.
+type Entry struct {
+	// URL is the object's full URL; for a directory it ends in the delimiter.
+	URL string
+	// Key is the object's key inside its bucket.
+	Key string
+	// IsDir marks a common prefix collapsed by the delimiter.
+	IsDir   bool
+	Size    int64
+	ModTime time.Time
+}
+
+// Attrs describes a stored object.
+type Attrs struct {
+	Size    int64
+	ModTime time.Time
+}
+
+// location is a parsed URL: the bucket root that a cache entry is keyed by
+// and the key inside that bucket.
+type location struct {
+	scheme string
+	root   string // "file://", "mem://name", "gs://bucket?query"
+	key    string
+	query  string // raw query of non-file URLs, kept on rebuilt URLs
+}
+
+// url rebuilds the URL of key inside the same bucket.
+func (l location) url(key string) string {
+	switch l.scheme {
+	case "file":
+		return "file:///" + key
+	default:
+		base := l.scheme + "://" + hostOf(l.root)
+		u := base + "/" + key
+		if l.query != "" {
+			u += "?" + l.query
+		}
+		return u
+	}
+}
+
+func hostOf(root string) string {
+	s := root[strings.Index(root, "://")+3:]
+	if i := strings.IndexByte(s, '?'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// NormalizeURL turns a user-supplied prefix or path into the canonical URL
+// the rest of marin uses: plain paths ("./marin-output", "/data/x") and
+// file:// URLs (including relative "file://./x" and "file://localhost/x")
+// become absolute, cleaned file:///… URLs; other URLs lose any trailing
+// slash. File URLs are taken literally (no percent-decoding), so any local
+// path round-trips.
+func NormalizeURL(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("normalize storage URL: empty")
+	}
+	if !strings.Contains(s, "://") {
+		return fileURL(s)
+	}
+	scheme := s[:strings.Index(s, "://")]
+	if scheme == "file" {
+		p, err := filePathOf(s)
+		if err != nil {
+			return "", err
+		}
+		return fileURL(p)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("normalize storage URL %q: %w", s, err)
+	}
+	if u.Host == "" && scheme != "mem" {
+		return "", fmt.Errorf("normalize storage URL %q: no bucket name", s)
+	}
+	if u.Path != "" {
+		u.Path = path.Clean(u.Path)
+		if u.Path == "/" || u.Path == "." {
+			u.Path = ""
+		}
+	}
+	return u.String(), nil
+}
+
+// fileURL makes an absolute, cleaned file URL from a local path.
+func fileURL(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("normalize storage path %q: %w", p, err)
+	}
+	return "file://" + filepath.ToSlash(abs), nil
+}
+
+// filePathOf returns the local path of a file:// URL (possibly relative).
+func filePathOf(s string) (string, error) {
+	rest := strings.TrimPrefix(s, "file://")
+	host, p := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		host, p = rest[:i], rest[i:]
+	}
+	switch host {
+	case "", "localhost":
+		if p == "" {
+			p = "/"
+		}
+		return filepath.FromSlash(p), nil
+	case ".", "..":
+		return filepath.FromSlash(host + p), nil
+	default:
+		return "", fmt.Errorf("storage URL %q: file URLs name no host (use file:///abs/path or file://./rel/path)", s)
+	}
+}
+
+// Join appends slash-separated elements to a URL.
+func Join(base string, elems ...string) string {
+	out := strings.TrimRight(base, "/")
+	for _, e := range elems {
+		e = strings.Trim(e, "/")
+		if e != "" {
+			out += "/" + e
+		}
+	}
+	return out
+}
+
+func parse(raw string) (location, error) {
+	i := strings.Index(raw, "://")
+	if i <= 0 {
+		// A bare path is a local file, as NormalizeURL would make it.
+		n, err := NormalizeURL(raw)
+		if err != nil {
+			return location{}, err
+		}
+		raw, i = n, len("file")
+	}
+	scheme := raw[:i]
+	if scheme == "file" {
+		p, err := filePathOf(raw)
+		if err != nil {
+			return location{}, err
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return location{}, fmt.Errorf("storage URL %q: %w", raw, err)
+		}
+		// filepath.Abs cleans, but Clean drops a trailing slash that a list
+		// prefix may need ("dir/" lists inside dir only).
+		key := strings.TrimPrefix(filepath.ToSlash(abs), "/")
+		if strings.HasSuffix(raw, "/") && key != "" {
+			key += "/"
+		}
+		return location{scheme: "file", root: "file://", key: key}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return location{}, fmt.Errorf("parse storage URL %q: %w", raw, err)
+	}
+	root := scheme + "://" + u.Host
+	if u.RawQuery != "" {
+		root += "?" + u.RawQuery
+	}
+	return location{scheme: scheme, root: root, key: strings.TrimPrefix(u.Path, "/"), query: u.RawQuery}, nil
+}
+
+var (
+	bucketsMu sync.Mutex
+	buckets   = map[string]*blob.Bucket{}
+	memSeq    atomic.Int64
+)
+
+// bucketFor returns the cached bucket behind loc, opening it on first use.
+func bucketFor(ctx context.Context, loc location) (*blob.Bucket, error) {
+	bucketsMu.Lock()
+	defer bucketsMu.Unlock()
+	if b, ok := buckets[loc.root]; ok {
+		return b, nil
+	}
+	var (
+		b   *blob.Bucket
+		err error
+	)
+	switch loc.scheme {
+	case "file":
+		// One bucket rooted at "/" serves every file URL. Temp files go
+		// next to their target (no_tmp_dir) so the final rename never
+		// crosses filesystems; no sidecar metadata files (metadata=skip).
+		b, err = fileblob.OpenBucket(string(filepath.Separator), &fileblob.Options{
+			Metadata:  fileblob.MetadataDontWrite,
+			NoTempDir: true,
+			CreateDir: true,
+		})
+	case "mem":
+		b = memblob.OpenBucket(nil)
+	default:
+		b, err = blob.OpenBucket(ctx, loc.root)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", loc.root, err)
+	}
+	buckets[loc.root] = b
+	return b, nil
+}
+
+// Open returns the bucket holding rawURL and the key of rawURL inside it,
+// for callers that need the full gocloud.dev/blob API (streaming readers and
+// writers). The bucket is shared and must not be closed by the caller.
+func Open(ctx context.Context, rawURL string) (*blob.Bucket, string, error) {
+	loc, err := parse(rawURL)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := bucketFor(ctx, loc)
+	if err != nil {
+		return nil, "", err
+	}
+	return b, loc.key, nil
+}
+
+// NewMemURL returns the root URL of a fresh, empty mem:// bucket; tests use
+// it to get isolated storage within one process.
+func NewMemURL(name string) string {
+	if name == "" {
+		name = "test"
+	}
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	root := fmt.Sprintf("mem://%s-%d", strings.ToLower(name), memSeq.Add(1))
+	bucketsMu.Lock()
+	defer bucketsMu.Unlock()
+	buckets[root] = memblob.OpenBucket(nil)
+	return root
+}
+
+// DropMem forgets the mem:// bucket behind rawURL, freeing its contents.
+func DropMem(rawURL string) {
+	loc, err := parse(rawURL)
+	if err != nil || loc.scheme != "mem" {
+		return
+	}
+	bucketsMu.Lock()
+	defer bucketsMu.Unlock()
+	if b, ok := buckets[loc.root]; ok {
+		_ = b.Close()
+		delete(buckets, loc.root)
+	}
+}
+
+// notFound reports whether err says an object does not exist.
+func notFound(err error) bool {
+	return gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, fs.ErrNotExist)
+}
+
+func open(ctx context.Context, rawURL string) (*blob.Bucket, location, error) {
+	loc, err := parse(rawURL)
+	if err != nil {
+		return nil, location{}, err
+	}
+	b, err := bucketFor(ctx, loc)
+	if err != nil {
+		return nil, location{}, err
+	}
+	if loc.key == "" || strings.HasSuffix(loc.key, "/") {
+		return nil, location{}, fmt.Errorf("storage URL %s names no object", rawURL)
+	}
+	return b, loc, nil
+}
+
+// ReadAll returns the content of the object at rawURL. A missing object gives
+// an error matching ErrNotExist.
+func ReadAll(ctx context.Context, rawURL string) ([]byte, error) {
+	b, loc, err := open(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	data, err := b.ReadAll(ctx, loc.key)
+	if err != nil {
+		if notFound(err) {
+			return nil, fmt.Errorf("read %s: %w", rawURL, ErrNotExist)
+		}
+		return nil, fmt.Errorf("read %s: %w", rawURL, err)
+	}
+	return data, nil
+}
+
+// WriteAtomic replaces the object at rawURL with data. Readers see the old
+// or the new content, never a partial write: fileblob writes a temp file next
+// to the target and renames it, object stores commit an object on close.
+func WriteAtomic(ctx context.Context, rawURL string, data []byte) error {
+	b, loc, err := open(ctx, rawURL)
+	if err != nil {
+		return err
+	}
+	opts := &blob.WriterOptions{ContentType: contentType(loc.key)}
+	if err := b.WriteAll(ctx, loc.key, data, opts); err != nil {
+		return fmt.Errorf("write %s: %w", rawURL, err)
+	}
+	return nil
+}
+
+func contentType(key string) string {
+	switch {
+	case strings.HasSuffix(key, ".json"):
+		return "application/json"
+	default:
+		// Set explicitly so drivers never sniff (and so never buffer) content.
+		return "application/octet-stream"
+	}
+}
+
+// CreateIfNotExist writes data to rawURL only if no object exists there, and
+// reports whether it did. Exactly one of any number of concurrent callers, in
+// any number of processes, gets true.
+//
+// fileblob's own IfNotExist is a Stat then Rename under an in-process mutex,
+// which two processes can both pass; for file:// the object is written to a
+// temp file and hard-linked into place, and link(2) fails with EEXIST
+// atomically. mem:// checks under the bucket's lock, and object stores use
+// their conditional-create precondition.
+func CreateIfNotExist(ctx context.Context, rawURL string, data []byte) (bool, error) {
+	b, loc, err := open(ctx, rawURL)
+	if err != nil {
+		return false, err
+	}
+	if loc.scheme == "file" {
+		created, err := linkCreate(filepath.FromSlash("/"+loc.key), data)
+		if err != nil {
+			return false, fmt.Errorf("create %s: %w", rawURL, err)
+		}
+		return created, nil
+	}
+	w, err := b.NewWriter(ctx, loc.key, &blob.WriterOptions{IfNotExist: true, ContentType: contentType(loc.key)})
+	if err != nil {
+		return false, fmt.Errorf("create %s: %w", rawURL, err)
+	}
+	if _, err := w.Write(data); err != nil {
+		_ = w.Close()
+		return false, fmt.Errorf("create %s: %w", rawURL, err)
+	}
+	if err := w.Close(); err != nil {
+		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
+			return false, nil
+		}
+		return false, fmt.Errorf("create %s: %w", rawURL, err)
+	}
+	return true, nil
+}
+
+// linkCreate creates target with data unless it exists, atomically.
+func linkCreate(target string, data []byte) (created bool, err error) {
+	dir := filepath.Dir(target)
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return false, err
+	}
+	// Not os.CreateTemp: its 0600 mode would make leases unreadable to other
+	// users sharing the output directory; 0666 here is reduced by the umask
+	// like fileblob's own files.
+	var tmp *os.File
+	for try := 0; ; try++ {
+		name := fmt.Sprintf("%s.%s.tmp", target, randHex(8))
+		tmp, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || try == 100 {
+			return false, err
+		}
+	}
+	name := tmp.Name()
+	defer os.Remove(name)
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Link(name, target); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// tempFile matches the in-flight temp files of fileblob ("key.<hex>.tmp")
+// and linkCreate, which List hides: they are not objects yet.
+var tempFile = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
+
+// Exists reports whether an object exists at rawURL.
+func Exists(ctx context.Context, rawURL string) (bool, error) {
+	b, loc, err := open(ctx, rawURL)
+	if err != nil {
+		return false, err
+	}
+	ok, err := b.Exists(ctx, loc.key)
+	if err != nil {
+		return false, fmt.Errorf("check %s: %w", rawURL, err)
+	}
+	return ok, nil
+}
+
+// Stat returns the size and modification time of the object at rawURL. A
+// missing object gives an error matching ErrNotExist.
+func Stat(ctx context.Context, rawURL string) (Attrs, error) {
+	b, loc, err := open(ctx, rawURL)
+	if err != nil {
+		return Attrs{}, err
+	}
+	a, err := b.Attributes(ctx, loc.key)
+	if err != nil {
+		if notFound(err) {
+			return Attrs{}, fmt.Errorf("stat %s: %w", rawURL, ErrNotExist)
+		}
+		return Attrs{}, fmt.Errorf("stat %s: %w", rawURL, err)
+	}
+	return Attrs{Size: a.Size, ModTime: a.ModTime}, nil
+}
+
+// Delete removes the object at rawURL. Deleting a missing object is not an
+// error, so cleanup can be retried.
+func Delete(ctx context.Context, rawURL string) error {
+	b, loc, err := open(ctx, rawURL)
+	if err != nil {
+		return err
+	}
+	if err := b.Delete(ctx, loc.key); err != nil && !notFound(err) {
+		return fmt.Errorf("delete %s: %w", rawURL, err)
+	}
+	return nil
+}
+
+// List returns the objects whose URLs start with prefixURL, in key order.
+// With a delimiter (usually "/"), keys that continue past the next delimiter
+// after the prefix collapse into one directory entry. A prefix ending in "/"
+// lists inside a directory; one without lists siblings sharing a name stem
+// ("…/tokenized/tulu-" finds "tulu-1a2b3c/").
+func List(ctx context.Context, prefixURL, delimiter string) ([]Entry, error) {
+	loc, err := parse(prefixURL)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bucketFor(ctx, loc)
+	if err != nil {
+		return nil, err
+	}
+	it := b.List(&blob.ListOptions{Prefix: loc.key, Delimiter: delimiter})
+	var out []Entry
+	for {
+		obj, err := it.Next(ctx)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("list %s: %w", prefixURL, err)
+		}
+		if loc.scheme == "file" && !obj.IsDir && tempFile.MatchString(obj.Key) {
+			continue
+		}
+		out = append(out, Entry{
+			URL:     loc.url(obj.Key),
+			Key:     obj.Key,
+			IsDir:   obj.IsDir,
+			Size:    obj.Size,
+			ModTime: obj.ModTime,
+		})
+	}
+	return out, nil
+}
