@@ -16,6 +16,7 @@ package pluginhost
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -80,6 +81,19 @@ type PluginInfo struct {
 	// Conflicts lists the ops of this plugin that another plugin serves too;
 	// Resolve refuses those ops.
 	Conflicts []string `json:"conflicts,omitempty"`
+}
+
+// MarshalJSON adds Err as "error", for `marin plugins --json`.
+func (p PluginInfo) MarshalJSON() ([]byte, error) {
+	type fields PluginInfo // drops this method, avoiding recursion
+	v := struct {
+		fields
+		Error string `json:"error,omitempty"`
+	}{fields: fields(p)}
+	if p.Err != nil {
+		v.Error = p.Err.Error()
+	}
+	return json.Marshal(v)
 }
 
 // Manager finds plugins and runs steps through them. It is safe for

@@ -461,3 +461,18 @@ func TestTailBufferKeepsPanic(t *testing.T) {
 		t.Errorf("tail:\n%s", got)
 	}
 }
+
+func TestPluginInfoJSON(t *testing.T) {
+	b, err := json.Marshal([]PluginInfo{
+		{Name: "a", Kind: "format", Version: "1", ProtocolVersion: 1, Ops: []OpInfo{{Name: "a/x", Description: "x"}}, Path: "builtin"},
+		{Path: "/p/broken", Err: errors.New("start /p/broken: boom")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"name":"a","kind":"format","version":"1","protocol_version":1,"ops":[{"name":"a/x","description":"x"}],"path":"builtin"},` +
+		`{"name":"","kind":"","version":"","protocol_version":0,"ops":null,"path":"/p/broken","error":"start /p/broken: boom"}]`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+}

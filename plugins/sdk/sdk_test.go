@@ -10,10 +10,17 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
 	pluginpb "github.com/marin-go/marin/plugins/proto"
 )
+
+func init() {
+	// plugin.TestPluginGRPCConn logs go-plugin's debug chatter to stderr; it
+	// says nothing about this package.
+	hclog.DefaultOutput = io.Discard
+}
 
 func testPlugin() *Plugin {
 	return &Plugin{
