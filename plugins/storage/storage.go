@@ -128,6 +128,14 @@ func NormalizeURL(s string) (string, error) {
 			u.Path = ""
 		}
 	}
+	if u.Host == "" {
+		// url.URL drops the "//" of an empty authority ("mem:" for "mem://").
+		out := scheme + "://" + u.EscapedPath()
+		if u.RawQuery != "" {
+			out += "?" + u.RawQuery
+		}
+		return out, nil
+	}
 	return u.String(), nil
 }
 

@@ -29,6 +29,8 @@ func TestNormalizeURL(t *testing.T) {
 		{"gs://bucket/a/b/", "gs://bucket/a/b"},
 		{"s3://bucket", "s3://bucket"},
 		{"mem://m/x", "mem://m/x"},
+		{"mem://", "mem://"},
+		{"mem:///x/", "mem:///x"},
 	}
 	for _, c := range cases {
 		got, err := NormalizeURL(c.in)
