@@ -439,3 +439,18 @@ func defaultTokenize(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	st.s.Description = "tokenize " + name + " with " + tokenizer
 	return st, nil
 }
+
+// DatasetInfo describes a registry entry for listings.
+type DatasetInfo struct {
+	ID, Revision, FileType, Adapter string
+	DocCount                        int64
+}
+
+// Datasets lists the registry.
+func Datasets() []DatasetInfo {
+	out := make([]DatasetInfo, 0, len(instructionDatasets))
+	for _, d := range instructionDatasets {
+		out = append(out, DatasetInfo{ID: d.ID, Revision: d.Revision, FileType: d.FileType, Adapter: d.Adapter, DocCount: d.DocCount})
+	}
+	return out
+}

@@ -566,17 +566,7 @@ func (s *scheduler) callRunner(ctx context.Context, req RunRequest, log zerolog.
 		if p != nil {
 			p.StepEvent(req.StepName, ev)
 		}
-		if ev.Kind == EventLog {
-			lvl, perr := zerolog.ParseLevel(ev.Level)
-			if perr != nil || lvl == zerolog.NoLevel {
-				lvl = zerolog.InfoLevel
-			}
-			le := log.WithLevel(lvl).Str("source", "plugin")
-			for k, v := range ev.Fields {
-				le = le.Str(k, v)
-			}
-			le.Msg(ev.Message)
-		}
+		// Plugin log events are logged by the Runner (see Runner.Run).
 	})
 }
 

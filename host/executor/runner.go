@@ -50,6 +50,8 @@ type Runner interface {
 	// when none does.
 	Resolve(op string) (PluginRef, error)
 	// Run executes one step and blocks until the plugin reports the result.
+	// It logs the plugin's log events itself and also passes them to report
+	// (for display), so the executor does not log them again.
 	// The returned error carries the plugin's own message on failure (crash,
 	// deadline, malformed reply, or the op's error).
 	Run(ctx context.Context, req RunRequest, report func(Event)) error

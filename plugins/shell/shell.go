@@ -2,7 +2,8 @@
 // command as a step, the Go counterpart of a Python Marin step whose fn is an
 // arbitrary function (an eval script, a conversion tool). The command writes
 // its results under $MARIN_OUTPUT_PATH; its output is kept in command.log
-// there and streamed to the host's log.
+// there and streamed to the host's log. Env values that are file:// URLs
+// (such as output_path_of(step)) reach the command as local paths.
 package shell
 
 import (
@@ -87,7 +88,14 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+cfg.Env[k])
+		v := cfg.Env[k]
+		if strings.HasPrefix(v, "file://") {
+			// Paths of other steps' outputs arrive as URLs; commands want paths.
+			if p, err := sdk.LocalPath(v); err == nil {
+				v = p
+			}
+		}
+		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	// Its own process group, so cancelling kills the children it started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/marin-go/marin/host/executor"
+	"github.com/marin-go/marin/host/graph"
+	"github.com/marin-go/marin/host/logging"
+	"github.com/marin-go/marin/host/pluginhost"
+	"github.com/marin-go/marin/plugins/storage"
+	"github.com/marin-go/marin/starlib"
+)
+
+// runOptions are the flags of `marin SCRIPT.star`.
+type runOptions struct {
+	prefix         string
+	dryRun         bool
+	json           bool
+	runOnly        []string
+	forceRunFailed bool
+	maxConcurrent  int
+	logFormat      string
+	logLevel       string
+}
+
+func (o *runOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.prefix, "prefix", "", "where outputs live: a directory or storage URL (default $MARIN_PREFIX, else ./marin-output)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print each step's decision (skip, run, running-elsewhere, blocked), path and reason; run nothing")
+	f.BoolVar(&o.json, "json", false, "with --dry-run: one JSON object per step")
+	f.StringArrayVar(&o.runOnly, "run-only", nil, "run only steps whose name or path matches REGEX, plus what they need (repeatable)")
+	f.BoolVar(&o.forceRunFailed, "force-run-failed", true, "rerun steps whose last attempt failed (false: they and their dependents are blocked)")
+	f.IntVar(&o.maxConcurrent, "max-concurrent", executor.DefaultMaxConcurrent, "steps run at once by this process")
+	bindLogFlags(cmd, &o.logFormat, &o.logLevel)
+}
+
+func bindLogFlags(cmd *cobra.Command, format, level *string) {
+	cmd.Flags().StringVar(format, "log-format", logging.FormatConsole, "log output: console or json")
+	cmd.Flags().StringVar(level, "log-level", "info", "trace, debug, info, warn or error")
+}
+
+// defaultPrefix is --prefix, else $MARIN_PREFIX, else ./marin-output.
+func defaultPrefix(flag string) (string, error) {
+	p := flag
+	if p == "" {
+		p = os.Getenv("MARIN_PREFIX")
+	}
+	if p == "" {
+		p = "marin-output"
+	}
+	u, err := storage.NormalizeURL(p)
+	if err != nil {
+		return "", withCode(exitUsage, fmt.Errorf("--prefix %q: %w", p, err))
+	}
+	return u, nil
+}
+
+// loadPlan evaluates the script and plans its steps under the prefix.
+func loadPlan(script, prefixFlag string) (*starlib.Result, *graph.Plan, error) {
+	prefix, err := defaultPrefix(prefixFlag)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := starlib.ExecFile(script, nil)
+	if err != nil {
+		var se *starlib.Error
+		if errors.As(err, &se) && se.Backtrace != se.Msg {
+			return nil, nil, withCode(exitScript, fmt.Errorf("%s\n%s", se.Msg, se.Backtrace))
+		}
+		return nil, nil, withCode(exitScript, err)
+	}
+	plan, err := graph.Build(prefix, res.Roots)
+	if err != nil {
+		return nil, nil, withCode(exitScript, fmt.Errorf("plan %s: %w", script, err))
+	}
+	return res, plan, nil
+}
+
+func compileRunOnly(exprs []string) ([]*regexp.Regexp, error) {
+	var out []*regexp.Regexp
+	for _, e := range exprs {
+		re, err := regexp.Compile(e)
+		if err != nil {
+			return nil, withCode(exitUsage, fmt.Errorf("--run-only %q: %w", e, err))
+		}
+		out = append(out, re)
+	}
+	return out, nil
+}
+
+func newLogger(format, level string, stderr io.Writer) (zerolog.Logger, *logging.Display, error) {
+	log, d, err := logging.New(logging.Options{Format: format, Level: level, Out: stderr})
+	if err != nil {
+		return log, nil, withCode(exitUsage, err)
+	}
+	// Plugins inherit the host's level.
+	os.Setenv("MARIN_LOG_LEVEL", level)
+	return log, d, nil
+}
+
+func newManager(log zerolog.Logger) (*pluginhost.Manager, error) {
+	m, err := pluginhost.New(pluginhost.Config{Builtins: builtinPlugins(), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("plugins: %w", err)
+	}
+	return m, nil
+}
+
+func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr io.Writer) error {
+	if o.json && !o.dryRun {
+		return withCode(exitUsage, errors.New("--json goes with --dry-run"))
+	}
+	log, display, err := newLogger(o.logFormat, o.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	runOnly, err := compileRunOnly(o.runOnly)
+	if err != nil {
+		return err
+	}
+	res, plan, err := loadPlan(script, o.prefix)
+	if err != nil {
+		return err
+	}
+	opts := executor.Options{
+		Prefix:         plan.Prefix,
+		DryRun:         o.dryRun,
+		RunOnly:        runOnly,
+		ForceRunFailed: executor.Bool(o.forceRunFailed),
+		MaxConcurrent:  o.maxConcurrent,
+		Logger:         log,
+		ScriptName:     res.Script,
+		MarinVersion:   version,
+	}
+	if o.dryRun {
+		decisions, err := executor.Plan(ctx, plan, opts)
+		if err != nil {
+			return withCode(exitFailed, err)
+		}
+		if o.json {
+			return printDecisionsJSON(stdout, decisions)
+		}
+		printDecisions(stdout, script, plan.Prefix, decisions)
+		return nil
+	}
+
+	m, err := newManager(log)
+	if err != nil {
+		return withCode(exitNoPlugin, err)
+	}
+	opts.Runner = m
+	ops := map[string]string{}
+	for _, s := range plan.Steps {
+		ops[s.Step.Name] = s.Step.Op
+	}
+	opts.Progress = &progressSink{d: display, ops: ops}
+	stop := make(chan struct{})
+	display.Start(500*time.Millisecond, stop)
+	start := time.Now()
+	report, err := executor.Run(ctx, plan, opts)
+	close(stop)
+	if report != nil {
+		printSummary(stdout, report, time.Since(start))
+	}
+	var unserved *executor.UnservedOpsError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &unserved):
+		return withCode(exitNoPlugin, fmt.Errorf("nothing ran: %w", err))
+	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+		return withCode(exitInterrupted, err)
+	default:
+		return withCode(exitFailed, err)
+	}
+}
+
+// progressSink feeds executor events to the live display.
+type progressSink struct {
+	d   *logging.Display
+	ops map[string]string
+}
+
+func (p *progressSink) StepStarted(name string) { p.d.StepStarted(name, p.ops[name]) }
+func (p *progressSink) StepEvent(name string, ev executor.Event) {
+	if ev.Kind == executor.EventProgress {
+		p.d.StepProgress(name, ev.Done, ev.Total, ev.Unit, ev.Message)
+	}
+	// Log events are already logged by the plugin manager.
+}
+func (p *progressSink) StepFinished(name string, _ executor.Status) { p.d.StepFinished(name) }
+
+func printDecisionsJSON(w io.Writer, ds []executor.Decision) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for _, d := range ds {
+		if err := enc.Encode(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printDecisions(w io.Writer, script, prefix string, ds []executor.Decision) {
+	counts := map[executor.DecisionKind]int{}
+	for _, d := range ds {
+		counts[d.Decision]++
+	}
+	fmt.Fprintf(w, "%s: %d step(s) under %s — %d to run, %d done, %d running elsewhere, %d blocked\n\n",
+		script, len(ds), prefix, counts[executor.DecisionRun], counts[executor.DecisionSkip],
+		counts[executor.DecisionRunningElsewhere], counts[executor.DecisionBlocked])
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DECISION\tSTEP\tOP\tREASON")
+	for _, d := range ds {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Decision, d.RelPath, d.Op, d.Reason)
+		if len(d.Diff) > 0 {
+			fmt.Fprintf(tw, "\t  changed since %s:\t\t\n", d.Previous)
+			for _, c := range d.Diff {
+				fmt.Fprintf(tw, "\t    %s\t\t\n", c.String())
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\noutputs: %s/<step>\n", strings.TrimRight(prefix, "/"))
+}
+
+func printSummary(w io.Writer, r *executor.Report, took time.Duration) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATUS\tSTEP\tTIME\tMESSAGE")
+	for _, s := range r.Steps {
+		d := ""
+		if s.Ran {
+			d = s.Duration.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Status, s.OutputPath, d, firstLine(s.Message))
+	}
+	tw.Flush()
+	if r.Experiment != "" {
+		fmt.Fprintf(w, "experiment record: %s (%s)\n", r.Experiment, took.Round(time.Millisecond))
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
