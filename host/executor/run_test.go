@@ -148,13 +148,11 @@ func TestRunWritesStepFiles(t *testing.T) {
 				t.Errorf("finish line lacks fields: %s", line)
 			}
 		case "halfway":
+			// Plugin log events are the Runner's to log, not the executor's.
 			pluginLines++
-			if m["k"] != "v" || m["step"] == nil {
-				t.Errorf("plugin log line %s", line)
-			}
 		}
 	}
-	if starts != 5 || finishes != 5 || pluginLines != 5 {
+	if starts != 5 || finishes != 5 || pluginLines != 0 {
 		t.Errorf("logs: %d starts, %d finishes, %d plugin lines:\n%s", starts, finishes, pluginLines, logs.String())
 	}
 
