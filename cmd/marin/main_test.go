@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/marin-go/marin/host/graph"
 	"github.com/marin-go/marin/starlib"
@@ -401,5 +402,42 @@ func mustContain(t *testing.T, got string, wants ...string) {
 		if !strings.Contains(got, w) {
 			t.Errorf("output lacks %q:\n%s", w, got)
 		}
+	}
+}
+
+func TestKilledHostLeavesNoPluginRunning(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("parent-death signals are Linux-only")
+	}
+	dir := t.TempDir()
+	marker := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()%100000)
+	write(t, filepath.Join(dir, "s.star"), `
+s = ExecutorStep(name = "long", op = "shell/run", config = {"command": ["sleep", "`+marker+`"]})
+executor_main(s)
+`)
+	cmd := exec.Command(marinBin, "s.star", "--prefix", "out")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "MARIN_PLUGIN_PATH=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	running := func() bool { return exec.Command("pgrep", "-f", "sleep "+marker).Run() == nil }
+	deadline := time.Now().Add(20 * time.Second)
+	for !running() {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the step's command never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill() // SIGKILL: no chance to clean up
+	_ = cmd.Wait()
+	deadline = time.Now().Add(10 * time.Second)
+	for running() {
+		if time.Now().After(deadline) {
+			exec.Command("pkill", "-f", "sleep "+marker).Run()
+			t.Fatal("the step's command outlived the killed marin")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

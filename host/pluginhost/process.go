@@ -43,6 +43,7 @@ func (m *Manager) start(command func() (*exec.Cmd, error), log zerolog.Logger) (
 		cmd.Env = os.Environ()
 	}
 	cmd.Env = append(cmd.Env, sdk.LogLevelEnv+"="+levelName(log))
+	killWithParent(cmd)
 	tail := &tailBuffer{}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,

@@ -97,8 +97,7 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 		}
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	// Its own process group, so cancelling kills the children it started too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
