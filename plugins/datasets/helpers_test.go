@@ -1,6 +1,7 @@
 package datasets
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -66,12 +67,18 @@ func registrySteps(t testing.TB, call string) (download, transform map[string]an
 	t.Helper()
 	dir := t.TempDir()
 	script := filepath.Join(dir, "s.star")
-	src := "ds = " + call + "\nexecutor_main(steps=[ds])\n"
-	res, err := starlib.ExecFile(script, []byte(src))
+	writeFile(t, script, []byte("ds = "+call+"\nexecutor_main(steps=[ds])\n"))
+	return registryStepsFile(t, script)
+}
+
+// registryStepsFile is registrySteps for a script file.
+func registryStepsFile(t testing.TB, script string) (download, transform map[string]any) {
+	t.Helper()
+	res, err := starlib.ExecFile(script, nil)
 	if err != nil {
-		t.Fatalf("%s: %v", call, err)
+		t.Fatalf("%s: %v", script, err)
 	}
-	plan, err := graph.Build("file://"+dir+"/out", res.Roots)
+	plan, err := graph.Build("file://"+filepath.Dir(script)+"/out", res.Roots)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +191,8 @@ func jsonLines(t testing.TB, rows ...any) []byte {
 	}
 	return b.Bytes()
 }
+
+func newBuf(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
 
 func gz(t testing.TB, data []byte) []byte {
 	var b bytes.Buffer

@@ -316,7 +316,14 @@ func (a *arrayReader) NumRows() int64 { return -1 }
 func (a *arrayReader) Close() error   { return a.close() }
 
 func (a *arrayReader) fail(err error) error {
-	return fmt.Errorf("read %s: line %d: malformed JSON array: %w", a.url, a.lc.lineAt(a.dec.InputOffset()), err)
+	off := a.dec.InputOffset()
+	var se *json.SyntaxError
+	if errors.As(err, &se) && se.Offset > off {
+		// The decoder's syntax errors carry the stream offset where the
+		// bad value starts.
+		off = se.Offset
+	}
+	return fmt.Errorf("read %s: line %d: malformed JSON array: %w", a.url, a.lc.lineAt(off), err)
 }
 
 func (a *arrayReader) Next() (record, error) {
