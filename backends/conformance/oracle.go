@@ -1,0 +1,400 @@
+package conformance
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+)
+
+// The oracle is a deliberately plain float64 Llama written from Hugging
+// Face's modeling_llama.py / modeling_qwen2.py, independent of every
+// backend: loops over rows, positions and heads, no shared code. Its
+// gradients are central finite differences in float64 (error ~1e-10), so
+// it checks every backend's hand-written or automatic backward pass.
+
+type oracleConfig struct {
+	ModelType         string  `json:"model_type"`
+	VocabSize         int     `json:"vocab_size"`
+	HiddenSize        int     `json:"hidden_size"`
+	IntermediateSize  int     `json:"intermediate_size"`
+	NumHiddenLayers   int     `json:"num_hidden_layers"`
+	NumAttentionHeads int     `json:"num_attention_heads"`
+	NumKeyValueHeads  int     `json:"num_key_value_heads"`
+	HeadDim           int     `json:"head_dim"`
+	RMSNormEps        float64 `json:"rms_norm_eps"`
+	RopeTheta         float64 `json:"rope_theta"`
+	TieWordEmbeddings bool    `json:"tie_word_embeddings"`
+	AttentionBias     bool    `json:"attention_bias"`
+	MLPBias           bool    `json:"mlp_bias"`
+	RopeScaling       *struct {
+		RopeType                      string  `json:"rope_type"`
+		Factor                        float64 `json:"factor"`
+		LowFreqFactor                 float64 `json:"low_freq_factor"`
+		HighFreqFactor                float64 `json:"high_freq_factor"`
+		OriginalMaxPositionEmbeddings float64 `json:"original_max_position_embeddings"`
+	} `json:"rope_scaling"`
+}
+
+func parseOracleConfig(data []byte) (oracleConfig, error) {
+	c := oracleConfig{ModelType: "llama", RMSNormEps: 1e-6, RopeTheta: 10000}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, err
+	}
+	if c.NumKeyValueHeads == 0 {
+		c.NumKeyValueHeads = c.NumAttentionHeads
+	}
+	if c.HeadDim == 0 {
+		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
+	}
+	return c, nil
+}
+
+func (c oracleConfig) invFreq() []float64 {
+	d := c.HeadDim
+	inv := make([]float64, d/2)
+	for i := range inv {
+		inv[i] = 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(d))
+	}
+	rs := c.RopeScaling
+	if rs == nil {
+		return inv
+	}
+	switch rs.RopeType {
+	case "linear":
+		for i := range inv {
+			inv[i] /= rs.Factor
+		}
+	case "llama3":
+		lowWave := rs.OriginalMaxPositionEmbeddings / rs.LowFreqFactor
+		highWave := rs.OriginalMaxPositionEmbeddings / rs.HighFreqFactor
+		for i, f := range inv {
+			wave := 2 * math.Pi / f
+			switch {
+			case wave < highWave:
+			case wave > lowWave:
+				inv[i] = f / rs.Factor
+			default:
+				s := (rs.OriginalMaxPositionEmbeddings/wave - rs.LowFreqFactor) / (rs.HighFreqFactor - rs.LowFreqFactor)
+				inv[i] = (1-s)*f/rs.Factor + s*f
+			}
+		}
+	}
+	return inv
+}
+
+type oracle struct {
+	cfg oracleConfig
+	inv []float64
+	w   map[string][]float64
+}
+
+func newOracle(configJSON []byte, weights map[string][]float32) (*oracle, error) {
+	c, err := parseOracleConfig(configJSON)
+	if err != nil {
+		return nil, err
+	}
+	o := &oracle{cfg: c, inv: c.invFreq(), w: map[string][]float64{}}
+	for k, v := range weights {
+		o.w[k] = widen(v)
+	}
+	return o, nil
+}
+
+func widen(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+func (o *oracle) param(name string) []float64 {
+	p, ok := o.w[name]
+	if !ok {
+		panic(fmt.Sprintf("oracle: no parameter %s", name))
+	}
+	return p
+}
+
+// linear maps x [n][in] through W [out][in] (+ bias when present).
+func (o *oracle) linear(x [][]float64, name string) [][]float64 {
+	w := o.param(name + ".weight")
+	b := o.w[name+".bias"]
+	in := len(x[0])
+	out := len(w) / in
+	y := make([][]float64, len(x))
+	for i, xi := range x {
+		yi := make([]float64, out)
+		for j := range out {
+			s := 0.0
+			row := w[j*in : (j+1)*in]
+			for k, xk := range xi {
+				s += xk * row[k]
+			}
+			if b != nil {
+				s += b[j]
+			}
+			yi[j] = s
+		}
+		y[i] = yi
+	}
+	return y
+}
+
+func (o *oracle) rmsNorm(x [][]float64, name string) [][]float64 {
+	w := o.param(name)
+	y := make([][]float64, len(x))
+	for i, xi := range x {
+		ms := 0.0
+		for _, v := range xi {
+			ms += v * v
+		}
+		r := 1 / math.Sqrt(ms/float64(len(xi))+o.cfg.RMSNormEps)
+		yi := make([]float64, len(xi))
+		for j, v := range xi {
+			yi[j] = w[j] * v * r
+		}
+		y[i] = yi
+	}
+	return y
+}
+
+// rope rotates each head (width d) of x [s][heads·d] in place, HF's
+// rotate_half convention (first half paired with second half).
+func (o *oracle) rope(x [][]float64, pos []int32) {
+	d := o.cfg.HeadDim
+	half := d / 2
+	for t, xt := range x {
+		for h := 0; h < len(xt)/d; h++ {
+			v := xt[h*d : (h+1)*d]
+			for i := range half {
+				a := float64(pos[t]) * o.inv[i]
+				c, s := math.Cos(a), math.Sin(a)
+				x1, x2 := v[i], v[i+half]
+				v[i], v[i+half] = x1*c-x2*s, x2*c+x1*s
+			}
+		}
+	}
+}
+
+// hidden returns one row's final normed hidden states.
+func (o *oracle) hidden(tokens, segs, pos []int32) [][]float64 {
+	c := o.cfg
+	D := c.HiddenSize
+	emb := o.param("model.embed_tokens.weight")
+	S := len(tokens)
+	h := make([][]float64, S)
+	for t, tok := range tokens {
+		h[t] = append([]float64(nil), emb[int(tok)*D:(int(tok)+1)*D]...)
+	}
+	H, KV, d := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	rep := H / KV
+	scale := 1 / math.Sqrt(float64(d))
+	for l := range c.NumHiddenLayers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		x := o.rmsNorm(h, p+"input_layernorm.weight")
+		q := o.linear(x, p+"self_attn.q_proj")
+		k := o.linear(x, p+"self_attn.k_proj")
+		v := o.linear(x, p+"self_attn.v_proj")
+		o.rope(q, pos)
+		o.rope(k, pos)
+		att := make([][]float64, S)
+		for t := range S {
+			att[t] = make([]float64, H*d)
+			for hd := range H {
+				g := hd / rep
+				qv := q[t][hd*d : (hd+1)*d]
+				scores := make([]float64, t+1)
+				mx := math.Inf(-1)
+				for u := 0; u <= t; u++ {
+					if segs[u] != segs[t] {
+						scores[u] = math.Inf(-1)
+						continue
+					}
+					s := 0.0
+					for i := range d {
+						s += qv[i] * k[u][g*d+i]
+					}
+					scores[u] = s * scale
+					mx = math.Max(mx, scores[u])
+				}
+				sum := 0.0
+				for u := range scores {
+					scores[u] = math.Exp(scores[u] - mx)
+					sum += scores[u]
+				}
+				for u, pu := range scores {
+					for i := range d {
+						att[t][hd*d+i] += pu / sum * v[u][g*d+i]
+					}
+				}
+			}
+		}
+		a := o.linear(att, p+"self_attn.o_proj")
+		for t := range h {
+			for j := range h[t] {
+				h[t][j] += a[t][j]
+			}
+		}
+		x = o.rmsNorm(h, p+"post_attention_layernorm.weight")
+		gate := o.linear(x, p+"mlp.gate_proj")
+		up := o.linear(x, p+"mlp.up_proj")
+		for t := range gate {
+			for j, gv := range gate[t] {
+				gate[t][j] = gv / (1 + math.Exp(-gv)) * up[t][j]
+			}
+		}
+		m := o.linear(gate, p+"mlp.down_proj")
+		for t := range h {
+			for j := range h[t] {
+				h[t][j] += m[t][j]
+			}
+		}
+	}
+	return o.rmsNorm(h, "model.norm.weight")
+}
+
+func (o *oracle) logits(h []float64) []float64 {
+	name := "lm_head.weight"
+	if o.cfg.TieWordEmbeddings {
+		name = "model.embed_tokens.weight"
+	}
+	w := o.param(name)
+	D := len(h)
+	out := make([]float64, len(w)/D)
+	for j := range out {
+		s := 0.0
+		for k, x := range h {
+			s += x * w[j*D+k]
+		}
+		out[j] = s
+	}
+	return out
+}
+
+// loss is the masked mean next-token cross-entropy of a batch.
+func (o *oracle) loss(b Batch) float64 {
+	S := b.SeqLen
+	sum, count := 0.0, 0.0
+	for r := range b.BatchSize {
+		row := func(x []int32) []int32 { return x[r*S : (r+1)*S] }
+		pos := positions(b, r)
+		h := o.hidden(row(b.Tokens), row(b.SegmentIDs), pos)
+		for t := range S - 1 {
+			m := float64(b.LossMask[r*S+t])
+			if m == 0 {
+				continue
+			}
+			lg := o.logits(h[t])
+			mx := math.Inf(-1)
+			for _, v := range lg {
+				mx = math.Max(mx, v)
+			}
+			z := 0.0
+			for _, v := range lg {
+				z += math.Exp(v - mx)
+			}
+			sum += m * (math.Log(z) + mx - lg[b.Tokens[r*S+t+1]])
+			count += m
+		}
+	}
+	return sum / math.Max(count, 1)
+}
+
+func positions(b Batch, r int) []int32 {
+	S := b.SeqLen
+	if b.Positions != nil {
+		return b.Positions[r*S : (r+1)*S]
+	}
+	p := make([]int32, S)
+	for i := range p {
+		p[i] = int32(i)
+	}
+	return p
+}
+
+// grads returns the loss's gradient by central differences.
+func (o *oracle) grads(b Batch) map[string][]float64 {
+	const h = 1e-5
+	out := map[string][]float64{}
+	for name, w := range o.w {
+		g := make([]float64, len(w))
+		for i := range w {
+			orig := w[i]
+			w[i] = orig + h
+			up := o.loss(b)
+			w[i] = orig - h
+			down := o.loss(b)
+			w[i] = orig
+			g[i] = (up - down) / (2 * h)
+		}
+		out[name] = g
+	}
+	return out
+}
+
+// greedy extends prompt by n argmax tokens (ties: the lowest id).
+func (o *oracle) greedy(prompt []int32, n int) []int32 {
+	toks := append([]int32(nil), prompt...)
+	for range n {
+		segs := make([]int32, len(toks))
+		pos := make([]int32, len(toks))
+		for i := range pos {
+			pos[i] = int32(i)
+		}
+		h := o.hidden(toks, segs, pos)
+		lg := o.logits(h[len(h)-1])
+		best := 0
+		for j, v := range lg {
+			if v > lg[best] {
+				best = j
+			}
+		}
+		toks = append(toks, int32(best))
+	}
+	return toks[len(prompt):]
+}
+
+// adamStep applies optax's chain (clip_by_global_norm, scale_by_adam,
+// add_decayed_weights on Levanter's mask, scale by −lr) in float64.
+type oracleAdam struct {
+	m, v  map[string][]float64
+	steps int
+}
+
+func (o *oracle) adamStep(st *oracleAdam, g map[string][]float64, opt Optim, lr float64, decay func(string) bool) {
+	if st.m == nil {
+		st.m, st.v = map[string][]float64{}, map[string][]float64{}
+		for k, w := range o.w {
+			st.m[k] = make([]float64, len(w))
+			st.v[k] = make([]float64, len(w))
+		}
+	}
+	norm := 0.0
+	for _, gs := range g {
+		for _, x := range gs {
+			norm += x * x
+		}
+	}
+	norm = math.Sqrt(norm)
+	scale := 1.0
+	if opt.MaxGradNorm > 0 && !(norm < opt.MaxGradNorm) {
+		scale = opt.MaxGradNorm / norm
+	}
+	st.steps++
+	bc1 := 1 - math.Pow(opt.Beta1, float64(st.steps))
+	bc2 := 1 - math.Pow(opt.Beta2, float64(st.steps))
+	for k, w := range o.w {
+		m, v := st.m[k], st.v[k]
+		for i := range w {
+			gi := g[k][i] * scale
+			m[i] = opt.Beta1*m[i] + (1-opt.Beta1)*gi
+			v[i] = opt.Beta2*v[i] + (1-opt.Beta2)*gi*gi
+			u := (m[i] / bc1) / (math.Sqrt(v[i]/bc2) + opt.Eps)
+			if decay(k) {
+				u += opt.WeightDecay * w[i]
+			}
+			w[i] -= lr * u
+		}
+	}
+}
