@@ -148,3 +148,5 @@ func loadGoldens(t testing.TB, name string) []golden {
 	})
 	return out
 }
+
+var osStat = os.Stat

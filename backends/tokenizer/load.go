@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
@@ -96,6 +97,10 @@ func (p *patternJSON) build(field string) (literal string, re *regexp2.Regexp, s
 	case p.Regex != nil:
 		// .NET mode: \s, \p{L}, \p{N} are Unicode-aware, as in Rust's regex.
 		re, err := regexp2.Compile(*p.Regex, regexp2.None)
+		if re != nil {
+			// A pathological pattern stops matching instead of hanging.
+			re.MatchTimeout = 10 * time.Second
+		}
 		if err != nil {
 			return "", nil, "", fieldf(field+".Regex", "compile %q: %w", *p.Regex, err)
 		}
@@ -862,6 +867,9 @@ func parsePadding(field string, raw json.RawMessage) (*padding, error) {
 		if *c.MultipleOf < 0 {
 			return nil, fieldf(field+".pad_to_multiple_of", "negative")
 		}
+		if *c.MultipleOf > 1<<24 {
+			return nil, fieldf(field+".pad_to_multiple_of", "too large")
+		}
 		p.multipleOf = *c.MultipleOf
 	}
 	var s string
@@ -874,8 +882,8 @@ func parsePadding(field string, raw json.RawMessage) (*padding, error) {
 	var fixed struct {
 		Fixed *int `json:"Fixed"`
 	}
-	if err := json.Unmarshal(c.Strategy, &fixed); err != nil || fixed.Fixed == nil || *fixed.Fixed < 0 {
-		return nil, fieldf(field+".strategy", "expected \"BatchLongest\" or {\"Fixed\": n}")
+	if err := json.Unmarshal(c.Strategy, &fixed); err != nil || fixed.Fixed == nil || *fixed.Fixed < 0 || *fixed.Fixed > 1<<24 {
+		return nil, fieldf(field+".strategy", "expected \"BatchLongest\" or {\"Fixed\": n} with 0 <= n <= 2^24")
 	}
 	p.fixed = *fixed.Fixed
 	return p, nil

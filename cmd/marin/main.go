@@ -119,6 +119,7 @@ Exit codes: 0 success, 1 a step failed, 2 usage, 3 script or graph error,
 		newPluginCmd(stdout, stderr),
 		newDatasetsCmd(stdout),
 		newVersionCmd(stdout),
+		newTokenizerCmd(stdout, stderr),
 	)
 	return root
 }
