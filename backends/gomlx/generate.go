@@ -135,4 +135,3 @@ func pick(logits []float32, temperature float64, rng *rand.Rand) int32 {
 	}
 	return int32(best)
 }
-
