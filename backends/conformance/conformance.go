@@ -31,7 +31,9 @@ type Batch struct {
 	// the last position of every row is 0.
 	LossMask   []float32
 	SegmentIDs []int32 // attention stays inside a segment; padding is −1
-	Positions  []int32 // RoPE positions; nil means 0…SeqLen−1
+	// Positions are RoPE positions; nil means each token's index inside its
+	// segment (restarting at every document; 0 for padding).
+	Positions []int32
 }
 
 // Optim is AdamW as Levanter configures it through optax: clip by global
@@ -90,11 +92,13 @@ func Fixtures() []Fixture {
 	llama := `{"model_type": "llama", "vocab_size": 40, "hidden_size": 16, "intermediate_size": 24,
 	  "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8,
 	  "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000, "tie_word_embeddings": true,
+	  "max_position_embeddings": 128,
 	  "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
 	    "original_max_position_embeddings": 64}}`
 	qwen := `{"model_type": "qwen2", "vocab_size": 36, "hidden_size": 12, "intermediate_size": 20,
 	  "num_hidden_layers": 1, "num_attention_heads": 3, "num_key_value_heads": 3,
-	  "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": false}`
+	  "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000, "tie_word_embeddings": false,
+	  "max_position_embeddings": 128}`
 	return []Fixture{
 		{Name: "llama3-gqa-tied", Config: llama, Weights: RandomWeights(llama, 1)},
 		{Name: "qwen2-bias-untied", Config: qwen, Weights: RandomWeights(qwen, 2)},
@@ -105,7 +109,8 @@ func Fixtures() []Fixture {
 func TrainFixture() Fixture {
 	c := `{"model_type": "llama", "vocab_size": 24, "hidden_size": 8, "intermediate_size": 12,
 	  "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-	  "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000, "tie_word_embeddings": false}`
+	  "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000, "tie_word_embeddings": false,
+	  "max_position_embeddings": 128}`
 	return Fixture{Name: "tiny-untied", Config: c, Weights: RandomWeights(c, 3)}
 }
 

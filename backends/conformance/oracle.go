@@ -306,9 +306,15 @@ func positions(b Batch, r int) []int32 {
 	if b.Positions != nil {
 		return b.Positions[r*S : (r+1)*S]
 	}
+	// Derived: each token's index inside its segment (0 for padding).
 	p := make([]int32, S)
 	for i := range p {
-		p[i] = int32(i)
+		seg := b.SegmentIDs[r*S+i]
+		switch {
+		case seg < 0:
+		case i > 0 && b.SegmentIDs[r*S+i-1] == seg:
+			p[i] = p[i-1] + 1
+		}
 	}
 	return p
 }

@@ -128,7 +128,7 @@ func testLoss(t *testing.T, b Backend) {
 		for seed := uint64(1); seed <= 3; seed++ {
 			bt := TestBatch(vocab, seed)
 			if seed == 3 {
-				bt.Positions = nil // positions 0…S−1 across documents
+				bt.Positions = nil // derived: restarting at every document
 			}
 			got, _, err := m.LossAndGrads(ctx, bt)
 			must(t, err)

@@ -37,7 +37,23 @@ type Batch struct {
 	// shifted); the last position of each row must be 0.
 	LossMask   []float32
 	SegmentIDs []int32 // attention never crosses segments (padding: −1)
-	Positions  []int32 // RoPE positions; nil means 0…SeqLen−1 in every row
+	// Positions are RoPE positions; nil means each token's index inside its
+	// segment (restarting at every document; 0 for padding).
+	Positions []int32
+}
+
+// positions returns b's RoPE positions, deriving them when absent.
+func (b Batch) positions() []int32 {
+	if b.Positions != nil {
+		return b.Positions
+	}
+	p := make([]int32, len(b.SegmentIDs))
+	for i, seg := range b.SegmentIDs {
+		if seg >= 0 && i%b.SeqLen > 0 && b.SegmentIDs[i-1] == seg {
+			p[i] = p[i-1] + 1
+		}
+	}
+	return p
 }
 
 func (b Batch) check(vocab int) error {
@@ -194,11 +210,9 @@ func (m *Model) batchInputs(b Batch) []any {
 	half := Dh / 2
 	cos := make([]float32, B*S*Dh)
 	sin := make([]float32, B*S*Dh)
+	positions := b.positions()
 	for i := range B * S {
-		pos := float64(i % S)
-		if b.Positions != nil {
-			pos = float64(b.Positions[i])
-		}
+		pos := float64(positions[i])
 		for j, f := range m.invFreq {
 			// HF computes pos·inv_freq in float32; so do we, then cos/sin in float64.
 			a := float64(float32(pos) * float32(f))
