@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/marin-go/marin/plugins/datasets"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/shell"
 	"github.com/marin-go/marin/starlib"
@@ -17,7 +18,7 @@ import (
 // builtinPlugins are compiled into the marin binary and started as its
 // child processes (`marin plugin serve NAME`).
 func builtinPlugins() []*sdk.Plugin {
-	return []*sdk.Plugin{shell.Plugin()}
+	return []*sdk.Plugin{shell.Plugin(), datasets.Plugin()}
 }
 
 func pluginProtocolVersion() int { return sdk.ProtocolVersion }
