@@ -1,0 +1,52 @@
+// Package gomlx is the GoMLX backend: the Llama-family model of DESIGN §5
+// (RMSNorm, RoPE with Llama 3 scaling, grouped-query attention, SwiGLU,
+// tied or untied head, optional q/k/v biases), its masked next-token loss
+// and AdamW with global-norm clipping, built as one GoMLX v0.26.0 graph per
+// training step and run on
+//
+//   - GoMLX's pure-Go engine on CPU ("go:ops_sequential"): hermetic, nothing
+//     downloaded, float32; what CI tests;
+//   - XLA through a PJRT plugin file named by configuration on GPU/TPU
+//     (Options.PJRTPlugin, resources.pjrt_plugin or $MARIN_PJRT_PLUGIN, an
+//     absolute path), bf16 compute with float32 master weights and optimizer
+//     state. Nothing is downloaded; without a plugin it fails saying so.
+//
+// Weights use Hugging Face names and layouts (model.layers.N.self_attn.
+// q_proj.weight is [out, in]); checkpoints and hf/ exports are the files
+// described in checkpoint.go, the same for the cpu backend, so a run can
+// move between backends at a checkpoint. backends/conformance holds the
+// suite both backends pass; Conformance adapts this package to it.
+//
+// Entry points: New / LoadHF / LoadCheckpoint give a *Model; Model.TrainStep
+// (one AdamW step, several micro-batches accumulate), LossAndGrads,
+// Generate, SaveCheckpoint, ExportHF. Plugin is the built-in "gomlx" backend
+// plugin. gpucheck.sh measures throughput and MFU on a GPU.
+//
+// # GoMLX v0.26.0 workarounds
+//
+//   - DotGeneral's stock gradient materialises a [batch, M, N, K] tensor;
+//     dot.go registers a matmul-shaped gradient for the products this
+//     package builds (graph.VJPRegistration).
+//   - Rsqrt has no gradient: RMSNorm divides by Sqrt.
+//   - The pure-Go engine lacks Pad (Slice's gradient), Reverse, DynamicSlice
+//     and DynamicUpdateSlice: RoPE's rotate_half is a 2×2 permutation
+//     matmul (exact), the target logit is a Gather, decoding recomputes a
+//     padded window instead of updating a KV cache.
+//   - The pure-Go engine's default parallel op execution deadlocked on 2
+//     cores; ops run sequentially (each op still uses its worker pool).
+//   - Variables live outside ml/context (the step is a pure function of
+//     weights, moments and batch), so checkpoint reloading needs no
+//     ctx.Checked(false); weight decay follows Levanter (linear weights
+//     only) and clipping is written out, as GoMLX has neither.
+//   - GoMLX panics are recovered at this package's API (try) and returned
+//     as errors.
+//
+// # Choosing a backend
+//
+// Ops are backend-qualified ("gomlx/generate"; the cpu plugin serves
+// "train" today) because the host refuses an op served by two plugins. The
+// proposal: the step's op stays "train"/"generate" (hashed, so switching
+// backends never moves an output path), and the executor dispatches it to
+// "<resources.backend>/<op>" (resources is unversioned) — `--backend`
+// overriding resources.backend — falling back to the bare op name.
+package gomlx
