@@ -1,0 +1,63 @@
+//go:build amd64 && !purego
+
+package kernels
+
+//go:noescape
+func expShiftSumAVX2(dst, src *float32, n int, scale, shift float32) float32
+
+//go:noescape
+func swigluAVX2(out, gate, up *float32, n int)
+
+//go:noescape
+func swigluBackwardAVX2(dg, du, da, gate, up *float32, n int)
+
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+func expSum(dst, src []float32, scale, shift float32) float32 {
+	n := len(src) &^ 7
+	if !hasAVX2FMA || n == 0 {
+		return expSumGo(dst, src, scale, shift)
+	}
+	_ = dst[len(src)-1]
+	s := expShiftSumAVX2(&dst[0], &src[0], n, scale, shift)
+	if n < len(src) {
+		s += expSumGo(dst[n:], src[n:], scale, shift)
+	}
+	return s
+}
+
+func maxf(x []float32) float32 {
+	n := len(x) &^ 7
+	if !hasAVX2FMA || n == 0 {
+		return maxGo(x)
+	}
+	m := maxAVX2(&x[0], n)
+	for _, v := range x[n:] {
+		if v > m {
+			m = v
+		}
+	}
+	return m
+}
+
+func swiglu(out, g, u []float32) {
+	n := len(g) &^ 7
+	if !hasAVX2FMA || n == 0 {
+		swigluGo(out, g, u)
+		return
+	}
+	_, _ = out[len(g)-1], u[len(g)-1]
+	swigluAVX2(&out[0], &g[0], &u[0], n)
+	swigluGo(out[n:], g[n:], u[n:])
+}
+
+func swigluBackward(dg, du, da, g, u []float32) {
+	n := len(g) &^ 7
+	if !hasAVX2FMA || n == 0 {
+		swigluBackwardGo(dg, du, da, g, u)
+		return
+	}
+	swigluBackwardAVX2(&dg[0], &du[0], &da[0], &g[0], &u[0], n)
+	swigluBackwardGo(dg[n:], du[n:], da[n:], g[n:], u[n:])
+}
