@@ -42,6 +42,9 @@ type Batch struct {
 // norms or biases), times −lr.
 type Optim struct {
 	Beta1, Beta2, Eps, WeightDecay, MaxGradNorm float64
+	// ZLossWeight adds ZLossWeight·logsumexp² per trained token to the
+	// objective being minimised (Levanter's z_loss_weight).
+	ZLossWeight float64
 }
 
 // Decays reports whether AdamW's weight decay applies to parameter name.
@@ -65,10 +68,11 @@ type Backend interface {
 
 // Model is one model with its optimizer state.
 type Model interface {
-	// LossAndGrads returns the masked mean next-token loss and its gradient.
-	LossAndGrads(ctx context.Context, b Batch) (float64, map[string][]float32, error)
+	// LossAndGrads returns the mean objective over trained tokens
+	// (cross-entropy plus zLoss·logsumexp²) and its gradient.
+	LossAndGrads(ctx context.Context, b Batch, zLoss float64) (float64, map[string][]float32, error)
 	// TrainStep applies one AdamW step at learning rate lr and returns the
-	// loss before the update.
+	// mean cross-entropy (without z-loss) before the update.
 	TrainStep(ctx context.Context, b Batch, opt Optim, lr float64) (float64, error)
 	Weights(ctx context.Context) (map[string][]float32, error)
 	// Greedy extends prompt by n argmax tokens (ties go to the lowest id).

@@ -273,7 +273,10 @@ func (o *oracle) logits(h []float64) []float64 {
 }
 
 // loss is the masked mean next-token cross-entropy of a batch.
-func (o *oracle) loss(b Batch) float64 {
+func (o *oracle) loss(b Batch) float64 { return o.objective(b, 0) }
+
+// objective adds zLoss·logsumexp² per trained token to the loss.
+func (o *oracle) objective(b Batch, zLoss float64) float64 {
 	S := b.SeqLen
 	sum, count := 0.0, 0.0
 	for r := range b.BatchSize {
@@ -294,7 +297,8 @@ func (o *oracle) loss(b Batch) float64 {
 			for _, v := range lg {
 				z += math.Exp(v - mx)
 			}
-			sum += m * (math.Log(z) + mx - lg[b.Tokens[r*S+t+1]])
+			lse := math.Log(z) + mx
+			sum += m * (lse - lg[b.Tokens[r*S+t+1]] + zLoss*lse*lse)
 			count += m
 		}
 	}
@@ -319,8 +323,8 @@ func positions(b Batch, r int) []int32 {
 	return p
 }
 
-// grads returns the loss's gradient by central differences.
-func (o *oracle) grads(b Batch) map[string][]float64 {
+// grads returns the objective's gradient by central differences.
+func (o *oracle) grads(b Batch, zLoss float64) map[string][]float64 {
 	const h = 1e-5
 	out := map[string][]float64{}
 	for name, w := range o.w {
@@ -328,9 +332,9 @@ func (o *oracle) grads(b Batch) map[string][]float64 {
 		for i := range w {
 			orig := w[i]
 			w[i] = orig + h
-			up := o.loss(b)
+			up := o.objective(b, zLoss)
 			w[i] = orig - h
-			down := o.loss(b)
+			down := o.objective(b, zLoss)
 			w[i] = orig
 			g[i] = (up - down) / (2 * h)
 		}

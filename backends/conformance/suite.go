@@ -23,9 +23,9 @@ const (
 	greedyTokens = 8
 )
 
-// TrainOptim is the optimizer of the training tests: weight decay on and a
-// clip norm low enough that clipping happens on some steps.
-var TrainOptim = Optim{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, MaxGradNorm: 0.5}
+// TrainOptim is the optimizer of the training tests: weight decay and
+// z-loss on, and a clip norm low enough that clipping happens on some steps.
+var TrainOptim = Optim{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, MaxGradNorm: 0.5, ZLossWeight: 1e-3}
 
 // TrainLR is the learning rate of step i (0-based) of the training tests:
 // warmup then decay.
@@ -57,9 +57,9 @@ func RunPair(t *testing.T, a, b Backend) {
 			vocab := vocabOf(t, f.Config)
 			for seed := uint64(1); seed <= 2; seed++ {
 				bt := TestBatch(vocab, seed)
-				la, ga, err := ma.LossAndGrads(ctx, bt)
+				la, ga, err := ma.LossAndGrads(ctx, bt, 0)
 				must(t, err)
-				lb, gb, err := mb.LossAndGrads(ctx, bt)
+				lb, gb, err := mb.LossAndGrads(ctx, bt, 0)
 				must(t, err)
 				if relErr(la, lb) > LossRelTol {
 					t.Errorf("%s: loss %s %.9g vs %s %.9g", f.Name, a.Name(), la, b.Name(), lb)
@@ -130,7 +130,7 @@ func testLoss(t *testing.T, b Backend) {
 			if seed == 3 {
 				bt.Positions = nil // derived: restarting at every document
 			}
-			got, _, err := m.LossAndGrads(ctx, bt)
+			got, _, err := m.LossAndGrads(ctx, bt, 0)
 			must(t, err)
 			want := o.loss(bt)
 			if relErr(got, want) > LossRelTol {
@@ -145,10 +145,20 @@ func testGradients(t *testing.T, b Backend) {
 	for _, f := range Fixtures() {
 		m := open(t, b, f)
 		bt := TestBatch(vocabOf(t, f.Config), 1)
-		_, got, err := m.LossAndGrads(ctx, bt)
+		_, got, err := m.LossAndGrads(ctx, bt, 0)
 		must(t, err)
-		compareGrads(t, f.Name, got, oracleOf(t, f).grads(bt))
+		compareGrads(t, f.Name, got, oracleOf(t, f).grads(bt, 0))
 	}
+	// With z-loss, on the small model.
+	f := TrainFixture()
+	bt := TestBatch(vocabOf(t, f.Config), 4)
+	loss, got, err := open(t, b, f).LossAndGrads(ctx, bt, 1e-2)
+	must(t, err)
+	o := oracleOf(t, f)
+	if want := o.objective(bt, 1e-2); relErr(loss, want) > LossRelTol {
+		t.Errorf("z-loss objective %.9g, oracle %.9g", loss, want)
+	}
+	compareGrads(t, "z-loss", got, o.grads(bt, 1e-2))
 }
 
 func compareGrads(t *testing.T, what string, got map[string][]float32, want map[string][]float64) {
@@ -206,7 +216,7 @@ func testTenSteps(t *testing.T, b Backend) {
 		if relErr(got, want) > 10*LossRelTol {
 			t.Errorf("step %d: loss %.9g, oracle %.9g", i, got, want)
 		}
-		o.adamStep(&st, o.grads(bt), TrainOptim, TrainLR(i), Decays)
+		o.adamStep(&st, o.grads(bt, TrainOptim.ZLossWeight), TrainOptim, TrainLR(i), Decays)
 	}
 	w, err := m.Weights(ctx)
 	must(t, err)
@@ -298,7 +308,7 @@ func testBadBatch(t *testing.T, b Backend) {
 	m := open(t, b, f)
 	bt := TestBatch(vocabOf(t, f.Config), 1)
 	bt.Tokens[3] = 1000 // outside the vocabulary
-	if _, _, err := m.LossAndGrads(ctx, bt); err == nil {
+	if _, _, err := m.LossAndGrads(ctx, bt, 0); err == nil {
 		t.Errorf("a token outside the vocabulary was accepted")
 	}
 	bt = TestBatch(vocabOf(t, f.Config), 1)

@@ -53,12 +53,15 @@ func batchOf(b conformance.Batch) Batch {
 	return Batch{BatchSize: b.BatchSize, SeqLen: b.SeqLen, Tokens: b.Tokens, LossMask: b.LossMask, SegmentIDs: b.SegmentIDs, Positions: b.Positions}
 }
 
-func (c conformanceModel) LossAndGrads(ctx context.Context, b conformance.Batch) (float64, map[string][]float32, error) {
+func (c conformanceModel) LossAndGrads(ctx context.Context, b conformance.Batch, zLoss float64) (float64, map[string][]float32, error) {
+	o := c.optimNow()
+	o.ZLossWeight = zLoss
+	c.SetOptim(o)
 	return c.Model.LossAndGrads(ctx, batchOf(b))
 }
 
 func (c conformanceModel) TrainStep(ctx context.Context, b conformance.Batch, o conformance.Optim, lr float64) (float64, error) {
-	c.SetOptim(Optim{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm})
+	c.SetOptim(Optim{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm, ZLossWeight: o.ZLossWeight})
 	r, err := c.Model.TrainStep(ctx, lr, batchOf(b))
 	return r.Loss, err
 }

@@ -28,6 +28,7 @@ type modelGraph struct {
 	cfg    Config
 	params map[string]*Node
 	cd     dtypes.DType // compute dtype: Float32, or BFloat16 with f32 master weights
+	zLoss  float64      // z-loss weight (PaLM, Levanter's z_loss_weight); 0: none
 }
 
 func (m *modelGraph) w(name string) *Node {
@@ -153,8 +154,9 @@ func (m *modelGraph) logits(h *Node) *Node {
 	return ConvertDType(dotGeneral(h, []int{h.Rank() - 1}, nil, w, []int{1}, nil), dtypes.Float32)
 }
 
-// lossSum returns Σ mask·(logsumexp(logits) − logit[target]) and Σ mask.
-func (m *modelGraph) lossSum(b batchNodes) (sum, count *Node) {
+// lossSum returns the objective Σ mask·(nll + zLoss·logsumexp²), the
+// cross-entropy Σ mask·nll alone, and Σ mask.
+func (m *modelGraph) lossSum(b batchNodes) (objective, ce, count *Node) {
 	dims := b.tokens.Shape().Dimensions
 	N := dims[0] * dims[1]
 	V := m.cfg.VocabSize
@@ -165,7 +167,12 @@ func (m *modelGraph) lossSum(b batchNodes) (sum, count *Node) {
 	idx := Concatenate([]*Node{rows, Reshape(b.targets, N, 1)}, 1)
 	picked := Gather(logits, idx) // [N]
 	mask := Reshape(b.mask, N)
-	return ReduceAllSum(Mul(mask, Sub(lse, picked))), ReduceAllSum(mask)
+	ce = ReduceAllSum(Mul(mask, Sub(lse, picked)))
+	objective = ce
+	if m.zLoss != 0 {
+		objective = Add(ce, MulScalar(ReduceAllSum(Mul(mask, Square(lse))), m.zLoss))
+	}
+	return objective, ce, ReduceAllSum(mask)
 }
 
 func itoa(i int) string {

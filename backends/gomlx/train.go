@@ -22,6 +22,9 @@ type Optim struct {
 	Beta1, Beta2, Eps float64
 	WeightDecay       float64
 	MaxGradNorm       float64 // 0: no clipping
+	// ZLossWeight adds ZLossWeight·logsumexp² per trained token to the
+	// objective (Levanter's z_loss_weight); 0: none.
+	ZLossWeight float64
 }
 
 // DefaultOptim is Marin's SFT optimizer: β1 0.9, β2 0.95, ε 1e-8, no decay, clip at 1.
@@ -170,9 +173,12 @@ func (m *Model) SetOptim(o Optim) {
 	defer m.mu.Unlock()
 	if o != m.optim {
 		m.optim = o
-		m.stepExec, m.applyExec = nil, nil // they bake the hyper-parameters in
+		// The graphs bake the hyper-parameters in.
+		m.stepExec, m.applyExec, m.gradExec = nil, nil, nil
 	}
 }
+
+func (m *Model) optimNow() Optim { m.mu.Lock(); defer m.mu.Unlock(); return m.optim }
 
 // Close releases the model's device memory.
 func (m *Model) Close() error {
@@ -242,13 +248,14 @@ func (m *Model) graphOf(params []*Node) *modelGraph {
 	for i, s := range m.specs {
 		named[s.Name] = params[i]
 	}
-	return &modelGraph{cfg: m.cfg, params: named, cd: m.cd}
+	return &modelGraph{cfg: m.cfg, params: named, cd: m.cd, zLoss: m.optim.ZLossWeight}
 }
 
-// gradsGraph returns Σ mask·nll, Σ mask and the gradient of the former.
-func (m *Model) gradsGraph(params []*Node, b batchNodes) (sum, count *Node, grads []*Node) {
-	sum, count = m.graphOf(params).lossSum(b)
-	return sum, count, Gradient(sum, params...)
+// gradsGraph returns the objective's sum, the cross-entropy's sum, Σ mask
+// and the objective's gradient.
+func (m *Model) gradsGraph(params []*Node, b batchNodes) (obj, ce, count *Node, grads []*Node) {
+	obj, ce, count = m.graphOf(params).lossSum(b)
+	return obj, ce, count, Gradient(obj, params...)
 }
 
 // applyGraph is the AdamW update of grads (sums over count tokens).
@@ -311,9 +318,10 @@ func (m *Model) exec(name string, fn func(g *Graph, in []*Node) []*Node) (*Exec,
 
 // StepResult reports one optimizer step.
 type StepResult struct {
-	Loss     float64 // masked mean next-token cross-entropy before the update
-	GradNorm float64 // global gradient norm before clipping
-	Tokens   float64 // loss-mask weight in the batch
+	Loss      float64 // masked mean next-token cross-entropy before the update
+	Objective float64 // the mean of what was minimised: cross-entropy plus z-loss
+	GradNorm  float64 // global gradient norm before clipping
+	Tokens    float64 // loss-mask weight in the batch
 }
 
 // TrainStep applies one AdamW step on the mean loss over all micro-batches
@@ -365,9 +373,11 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...Batch) (Step
 	m.steps++
 	var res StepResult
 	err = try(func() error {
-		sum := tensors.ToScalar[float32](outs[3*P])
-		cnt := tensors.ToScalar[float32](outs[3*P+1])
-		res = StepResult{Loss: float64(sum) / math.Max(float64(cnt), 1), Tokens: float64(cnt), GradNorm: float64(tensors.ToScalar[float32](outs[3*P+2]))}
+		obj := float64(tensors.ToScalar[float32](outs[3*P]))
+		cnt := float64(tensors.ToScalar[float32](outs[3*P+1]))
+		ce := float64(tensors.ToScalar[float32](outs[3*P+3]))
+		res = StepResult{Loss: ce / math.Max(cnt, 1), Objective: obj / math.Max(cnt, 1), Tokens: cnt,
+			GradNorm: float64(tensors.ToScalar[float32](outs[3*P+2]))}
 		return nil
 	})
 	return res, err
@@ -395,10 +405,9 @@ func (m *Model) fusedStep(b Batch, scalars []any) ([]*tensors.Tensor, error) {
 			params, mom, vel := in[:P], in[P:2*P], in[2*P:3*P]
 			bn := asBatch(in[3*P : 3*P+numBatchInputs])
 			sc := in[3*P+numBatchInputs:]
-			sum, count, grads := m.gradsGraph(params, bn)
+			obj, ce, count, grads := m.gradsGraph(params, bn)
 			np, nm, nv, norm := m.applyGraph(params, mom, vel, grads, count, sc[0], sc[1], sc[2])
-			out := append(append(append(np, nm...), nv...), sum, count, norm)
-			return out
+			return append(append(append(np, nm...), nv...), obj, count, norm, ce)
 		})
 		if err != nil {
 			return nil, err
@@ -417,14 +426,16 @@ func (m *Model) accumulatedStep(ctx context.Context, micro []Batch, scalars []an
 	P := len(m.specs)
 	if m.gradExec == nil {
 		e, err := m.exec("grads", func(g *Graph, in []*Node) []*Node {
-			sum, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
-			return append(grads, sum, count)
+			obj, ce, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
+			return append(grads, obj, count, ce)
 		})
 		if err != nil {
 			return nil, err
 		}
 		m.gradExec = e
-		e, err = m.exec("accumulate", func(g *Graph, in []*Node) []*Node {
+	}
+	if m.accExec == nil {
+		e, err := m.exec("accumulate", func(g *Graph, in []*Node) []*Node {
 			n := len(in) / 2
 			out := make([]*Node, n)
 			for i := range out {
@@ -441,15 +452,16 @@ func (m *Model) accumulatedStep(ctx context.Context, micro []Batch, scalars []an
 		e, err := m.exec("apply", func(g *Graph, in []*Node) []*Node {
 			params, mom, vel, grads := in[:P], in[P:2*P], in[2*P:3*P], in[3*P:4*P]
 			sc := in[4*P:]
-			np, nm, nv, norm := m.applyGraph(params, mom, vel, grads, sc[1], sc[2], sc[3], sc[4])
-			return append(append(append(np, nm...), nv...), sc[0], sc[1], norm)
+			// sc: objective, count, cross-entropy, lr, bc1, bc2.
+			np, nm, nv, norm := m.applyGraph(params, mom, vel, grads, sc[1], sc[3], sc[4], sc[5])
+			return append(append(append(np, nm...), nv...), sc[0], sc[1], norm, sc[2])
 		})
 		if err != nil {
 			return nil, err
 		}
 		m.applyExec = e
 	}
-	var acc []*tensors.Tensor // grads..., sum, count
+	var acc []*tensors.Tensor // grads..., objective, count, cross-entropy
 	for _, b := range micro {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -489,7 +501,7 @@ func (m *Model) accumulatedStep(ctx context.Context, micro []Batch, scalars []an
 	for _, t := range acc[:P] {
 		args = append(args, t)
 	}
-	args = append(append(args, acc[P], acc[P+1]), scalars...)
+	args = append(append(args, acc[P], acc[P+1], acc[P+2]), scalars...)
 	return m.applyExec.Exec(args...)
 }
 
@@ -510,8 +522,8 @@ func (m *Model) LossAndGrads(ctx context.Context, b Batch) (float64, map[string]
 	err := try(func() error {
 		if m.gradExec == nil {
 			e, err := m.exec("grads", func(g *Graph, in []*Node) []*Node {
-				sum, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
-				return append(grads, sum, count)
+				obj, ce, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
+				return append(grads, obj, count, ce)
 			})
 			if err != nil {
 				return err
