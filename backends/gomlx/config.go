@@ -148,38 +148,25 @@ func (c Config) Params() []ParamSpec {
 	D, F, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
 	qd, kvd := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
 	ps := []ParamSpec{{Name: "model.embed_tokens.weight", Shape: []int{V, D}}}
+	// The order is backends/llama's (biases right after their weights), so
+	// optimizer states list tensors in the same order in both backends.
 	for l := range c.NumHiddenLayers {
 		p := fmt.Sprintf("model.layers.%d.", l)
-		ps = append(ps,
-			ParamSpec{Name: p + "input_layernorm.weight", Shape: []int{D}},
-			ParamSpec{Name: p + "self_attn.q_proj.weight", Shape: []int{qd, D}, Decay: true},
-			ParamSpec{Name: p + "self_attn.k_proj.weight", Shape: []int{kvd, D}, Decay: true},
-			ParamSpec{Name: p + "self_attn.v_proj.weight", Shape: []int{kvd, D}, Decay: true},
-		)
-		if c.qkvBias() {
-			ps = append(ps,
-				ParamSpec{Name: p + "self_attn.q_proj.bias", Shape: []int{qd}},
-				ParamSpec{Name: p + "self_attn.k_proj.bias", Shape: []int{kvd}},
-				ParamSpec{Name: p + "self_attn.v_proj.bias", Shape: []int{kvd}},
-			)
+		lin := func(name string, out, in int, bias bool) {
+			ps = append(ps, ParamSpec{Name: p + name + ".weight", Shape: []int{out, in}, Decay: true})
+			if bias {
+				ps = append(ps, ParamSpec{Name: p + name + ".bias", Shape: []int{out}})
+			}
 		}
-		ps = append(ps, ParamSpec{Name: p + "self_attn.o_proj.weight", Shape: []int{D, qd}, Decay: true})
-		if c.oBias() {
-			ps = append(ps, ParamSpec{Name: p + "self_attn.o_proj.bias", Shape: []int{D}})
-		}
-		ps = append(ps,
-			ParamSpec{Name: p + "post_attention_layernorm.weight", Shape: []int{D}},
-			ParamSpec{Name: p + "mlp.gate_proj.weight", Shape: []int{F, D}, Decay: true},
-			ParamSpec{Name: p + "mlp.up_proj.weight", Shape: []int{F, D}, Decay: true},
-			ParamSpec{Name: p + "mlp.down_proj.weight", Shape: []int{D, F}, Decay: true},
-		)
-		if c.MLPBias {
-			ps = append(ps,
-				ParamSpec{Name: p + "mlp.gate_proj.bias", Shape: []int{F}},
-				ParamSpec{Name: p + "mlp.up_proj.bias", Shape: []int{F}},
-				ParamSpec{Name: p + "mlp.down_proj.bias", Shape: []int{D}},
-			)
-		}
+		ps = append(ps, ParamSpec{Name: p + "input_layernorm.weight", Shape: []int{D}})
+		lin("self_attn.q_proj", qd, D, c.qkvBias())
+		lin("self_attn.k_proj", kvd, D, c.qkvBias())
+		lin("self_attn.v_proj", kvd, D, c.qkvBias())
+		lin("self_attn.o_proj", D, qd, c.oBias())
+		ps = append(ps, ParamSpec{Name: p + "post_attention_layernorm.weight", Shape: []int{D}})
+		lin("mlp.gate_proj", F, D, c.MLPBias)
+		lin("mlp.up_proj", F, D, c.MLPBias)
+		lin("mlp.down_proj", D, F, c.MLPBias)
 	}
 	ps = append(ps, ParamSpec{Name: "model.norm.weight", Shape: []int{D}})
 	if !c.TieWordEmbeddings {

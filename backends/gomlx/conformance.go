@@ -3,6 +3,7 @@ package gomlx
 import (
 	"context"
 
+	"github.com/marin-go/marin/backends/checkpoint"
 	"github.com/marin-go/marin/backends/conformance"
 )
 
@@ -20,11 +21,7 @@ func (c conformanceBackend) Name() string {
 }
 
 func (c conformanceBackend) Open(ctx context.Context, configJSON []byte, weights map[string][]float32) (conformance.Model, error) {
-	cfg, err := ParseConfig(configJSON)
-	if err != nil {
-		return nil, err
-	}
-	m, err := New(cfg, weights, c.opts)
+	m, err := NewFromJSON(configJSON, weights, c.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +29,7 @@ func (c conformanceBackend) Open(ctx context.Context, configJSON []byte, weights
 }
 
 func (c conformanceBackend) LoadCheckpoint(ctx context.Context, dir string) (conformance.Model, error) {
-	m, err := LoadCheckpoint(dir, c.opts)
+	m, _, err := LoadCheckpoint(dir, c.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -72,4 +69,8 @@ func (c conformanceModel) Weights(ctx context.Context) (map[string][]float32, er
 
 func (c conformanceModel) Greedy(ctx context.Context, prompt []int32, n int) ([]int32, error) {
 	return c.Model.Generate(ctx, prompt, Sampling{MaxNewTokens: n})
+}
+
+func (c conformanceModel) SaveCheckpoint(ctx context.Context, dir string) error {
+	return c.Model.SaveCheckpoint(ctx, dir, checkpoint.Metadata{})
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/marin-go/marin/backends/checkpoint"
 	"github.com/marin-go/marin/backends/conformance"
 	"github.com/marin-go/marin/plugins/sdk"
 )
@@ -29,7 +30,7 @@ func TestPluginGenerate(t *testing.T) {
 	}
 	dir := t.TempDir()
 	model := filepath.Join(dir, "hf")
-	if err := writeHF(model, cfg, cfg.Params(), f.Weights); err != nil {
+	if err := checkpoint.WriteHF(model, []byte(f.Config), tensorsOf(cfg.Params(), f.Weights)); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")

@@ -90,6 +90,9 @@ type Model struct {
 	specs   []ParamSpec
 	invFreq []float64
 	cd      dtypes.DType
+	// rawConfig is config.json as given (or as Config.JSON renders it),
+	// written back verbatim by exports so every backend's agree.
+	rawConfig []byte
 
 	params []*tensors.Tensor // float32 master weights, in specs order
 	m, v   []*tensors.Tensor // Adam moments; nil before the first step
@@ -110,7 +113,11 @@ func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error)
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{cfg: cfg, opts: opts, backend: b, specs: cfg.Params(), invFreq: cfg.InvFreq(), cd: dtypes.Float32, optim: DefaultOptim()}
+	raw, err := cfg.JSON()
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{cfg: cfg, opts: opts, backend: b, specs: cfg.Params(), invFreq: cfg.InvFreq(), cd: dtypes.Float32, optim: DefaultOptim(), rawConfig: raw}
 	if opts.bf16() {
 		m.cd = dtypes.BFloat16
 	}
@@ -124,6 +131,20 @@ func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error)
 		}
 		m.params = append(m.params, tensors.FromFlatDataAndDimensions(append([]float32(nil), w...), s.Shape...))
 	}
+	return m, nil
+}
+
+// NewFromJSON is New for a config.json's content, which exports keep as given.
+func NewFromJSON(configJSON []byte, weights map[string][]float32, opts Options) (*Model, error) {
+	cfg, err := ParseConfig(configJSON)
+	if err != nil {
+		return nil, err
+	}
+	m, err := New(cfg, weights, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.rawConfig = append([]byte(nil), configJSON...)
 	return m, nil
 }
 
