@@ -174,7 +174,9 @@ func checkDescription(resp *pluginpb.DescribeResponse, negotiated int) (PluginIn
 	if info.ProtocolVersion != negotiated {
 		return PluginInfo{}, fmt.Errorf("plugin %q says it speaks protocol version %d but negotiated %d", info.Name, info.ProtocolVersion, negotiated)
 	}
-	if len(resp.GetOps()) == 0 {
+	// A format plugin may serve no ops: it renders chat (RenderChat) for the
+	// ops that tokenize.
+	if len(resp.GetOps()) == 0 && info.Kind != string(sdk.KindFormat) {
 		return PluginInfo{}, fmt.Errorf("plugin %q serves no ops", info.Name)
 	}
 	seen := map[string]bool{}

@@ -421,7 +421,7 @@ func TestNewRejectsBadBuiltins(t *testing.T) {
 	if _, err := New(Config{Builtins: []*sdk.Plugin{testPlug(), testPlug()}}); err == nil || !strings.Contains(err.Error(), `two built-in plugins are named "testplug"`) {
 		t.Errorf("duplicate: %v", err)
 	}
-	if _, err := New(Config{Builtins: []*sdk.Plugin{{Name: "x", Kind: sdk.KindFormat}}}); err == nil || !strings.Contains(err.Error(), "serves no ops") {
+	if _, err := New(Config{Builtins: []*sdk.Plugin{{Name: "x", Kind: sdk.KindDataset}}}); err == nil || !strings.Contains(err.Error(), "serves no ops") {
 		t.Errorf("invalid: %v", err)
 	}
 }

@@ -131,6 +131,7 @@ func (m *Manager) Run(ctx context.Context, req executor.RunRequest, report func(
 		Prefix:     req.Prefix,
 		Attempt:    int32(req.Attempt),
 		LogLevel:   levelName(log),
+		Plugins:    m.formatEndpoints(),
 	})
 	if err != nil {
 		if runCtx.Err() != nil {

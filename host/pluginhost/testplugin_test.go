@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "test plugin: want arguments `plugin serve NAME`, got %q\n", args)
 			os.Exit(2)
 		}
-		if err := sdk.ServeNamed(args[2], testPlugins()...); err != nil {
+		if err := sdk.ServeNamed(args[2], append(testPlugins(), formatTestPlugins()...)...); err != nil {
 			fmt.Fprintln(os.Stderr, "test plugin:", err)
 			os.Exit(1)
 		}

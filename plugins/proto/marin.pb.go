@@ -255,14 +255,17 @@ func (x *OpInfo) GetDescription() string {
 }
 
 type RunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
-	StepName      string                 `protobuf:"bytes,2,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`       // e.g. "tokenized/tulu"; for logs and messages
-	ConfigJson    []byte                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the step's resolved config, a JSON object
-	OutputPath    string                 `protobuf:"bytes,4,opt,name=output_path,json=outputPath,proto3" json:"output_path,omitempty"` // absolute storage URL the plugin writes into
-	Prefix        string                 `protobuf:"bytes,5,opt,name=prefix,proto3" json:"prefix,omitempty"`                           // the run's prefix URL
-	Attempt       int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`                        // 1 for the first attempt at this output
-	LogLevel      string                 `protobuf:"bytes,7,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`       // the host's level: trace|debug|info|warn|error
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Op         string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	StepName   string                 `protobuf:"bytes,2,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`       // e.g. "tokenized/tulu"; for logs and messages
+	ConfigJson []byte                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the step's resolved config, a JSON object
+	OutputPath string                 `protobuf:"bytes,4,opt,name=output_path,json=outputPath,proto3" json:"output_path,omitempty"` // absolute storage URL the plugin writes into
+	Prefix     string                 `protobuf:"bytes,5,opt,name=prefix,proto3" json:"prefix,omitempty"`                           // the run's prefix URL
+	Attempt    int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`                        // 1 for the first attempt at this output
+	LogLevel   string                 `protobuf:"bytes,7,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`       // the host's level: trace|debug|info|warn|error
+	// The format plugins the host knows (KIND_FORMAT), with how to start each,
+	// so an op can render through one itself. Empty when there are none.
+	Plugins       []*PluginEndpoint `protobuf:"bytes,8,rep,name=plugins,proto3" json:"plugins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +349,462 @@ func (x *RunRequest) GetLogLevel() string {
 	return ""
 }
 
+func (x *RunRequest) GetPlugins() []*PluginEndpoint {
+	if x != nil {
+		return x.Plugins
+	}
+	return nil
+}
+
+// PluginEndpoint is how to start a plugin process: the op starts it with
+// go-plugin (the same handshake the host uses) and stops it when done.
+type PluginEndpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind          Kind                   `protobuf:"varint,2,opt,name=kind,proto3,enum=marin.plugin.v1.Kind" json:"kind,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Argv          []string               `protobuf:"bytes,4,rep,name=argv,proto3" json:"argv,omitempty"` // executable and arguments, e.g. ["/usr/bin/marin", "plugin", "serve", "x"]
+	Env           []string               `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty"`   // KEY=VALUE entries to add to the starting op's environment
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginEndpoint) Reset() {
+	*x = PluginEndpoint{}
+	mi := &file_marin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginEndpoint) ProtoMessage() {}
+
+func (x *PluginEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginEndpoint.ProtoReflect.Descriptor instead.
+func (*PluginEndpoint) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PluginEndpoint) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PluginEndpoint) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *PluginEndpoint) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PluginEndpoint) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *PluginEndpoint) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+// RenderChatRequest is a batch of conversations to render with one format.
+type RenderChatRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The step's chat format object as JSON: name, plugin, messages_field,
+	// mask_user_turns, train_end_of_turn, pack, system_prompt, template.
+	OptionsJson   []byte          `protobuf:"bytes,1,opt,name=options_json,json=optionsJson,proto3" json:"options_json,omitempty"`
+	Conversations []*Conversation `protobuf:"bytes,2,rep,name=conversations,proto3" json:"conversations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderChatRequest) Reset() {
+	*x = RenderChatRequest{}
+	mi := &file_marin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderChatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderChatRequest) ProtoMessage() {}
+
+func (x *RenderChatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderChatRequest.ProtoReflect.Descriptor instead.
+func (*RenderChatRequest) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RenderChatRequest) GetOptionsJson() []byte {
+	if x != nil {
+		return x.OptionsJson
+	}
+	return nil
+}
+
+func (x *RenderChatRequest) GetConversations() []*Conversation {
+	if x != nil {
+		return x.Conversations
+	}
+	return nil
+}
+
+type Conversation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the document id
+	Messages      []*ChatMessage         `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Conversation) Reset() {
+	*x = Conversation{}
+	mi := &file_marin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Conversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Conversation) ProtoMessage() {}
+
+func (x *Conversation) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
+func (*Conversation) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Conversation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Conversation) GetMessages() []*ChatMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type ChatMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Content       string                 `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChatMessage) Reset() {
+	*x = ChatMessage{}
+	mi := &file_marin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChatMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChatMessage) ProtoMessage() {}
+
+func (x *ChatMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
+func (*ChatMessage) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ChatMessage) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChatMessage) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+type RenderChatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per request conversation, in the same order.
+	Conversations []*RenderedConversation `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`
+	// Set when the plugin refuses the whole request (e.g. options it cannot
+	// honour); the step fails with it.
+	Error         *Diagnostic `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderChatResponse) Reset() {
+	*x = RenderChatResponse{}
+	mi := &file_marin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderChatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderChatResponse) ProtoMessage() {}
+
+func (x *RenderChatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderChatResponse.ProtoReflect.Descriptor instead.
+func (*RenderChatResponse) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RenderChatResponse) GetConversations() []*RenderedConversation {
+	if x != nil {
+		return x.Conversations
+	}
+	return nil
+}
+
+func (x *RenderChatResponse) GetError() *Diagnostic {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// RenderedConversation is a conversation's segments, or why it is skipped.
+type RenderedConversation struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Segments []*Segment             `protobuf:"bytes,1,rep,name=segments,proto3" json:"segments,omitempty"`
+	// Non-empty: the conversation is skipped and counted under this short
+	// reason (e.g. "unsupported_role"); skip_detail explains it to a person.
+	SkipReason    string `protobuf:"bytes,2,opt,name=skip_reason,json=skipReason,proto3" json:"skip_reason,omitempty"`
+	SkipDetail    string `protobuf:"bytes,3,opt,name=skip_detail,json=skipDetail,proto3" json:"skip_detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderedConversation) Reset() {
+	*x = RenderedConversation{}
+	mi := &file_marin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderedConversation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderedConversation) ProtoMessage() {}
+
+func (x *RenderedConversation) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderedConversation.ProtoReflect.Descriptor instead.
+func (*RenderedConversation) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RenderedConversation) GetSegments() []*Segment {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
+}
+
+func (x *RenderedConversation) GetSkipReason() string {
+	if x != nil {
+		return x.SkipReason
+	}
+	return ""
+}
+
+func (x *RenderedConversation) GetSkipDetail() string {
+	if x != nil {
+		return x.SkipDetail
+	}
+	return ""
+}
+
+// Segment is text or one control token, with whether it is trained on.
+type Segment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Piece:
+	//
+	//	*Segment_Text
+	//	*Segment_SpecialToken
+	Piece         isSegment_Piece `protobuf_oneof:"piece"`
+	Trainable     bool            `protobuf:"varint,3,opt,name=trainable,proto3" json:"trainable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Segment) Reset() {
+	*x = Segment{}
+	mi := &file_marin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Segment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Segment) ProtoMessage() {}
+
+func (x *Segment) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Segment.ProtoReflect.Descriptor instead.
+func (*Segment) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Segment) GetPiece() isSegment_Piece {
+	if x != nil {
+		return x.Piece
+	}
+	return nil
+}
+
+func (x *Segment) GetText() string {
+	if x != nil {
+		if x, ok := x.Piece.(*Segment_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *Segment) GetSpecialToken() string {
+	if x != nil {
+		if x, ok := x.Piece.(*Segment_SpecialToken); ok {
+			return x.SpecialToken
+		}
+	}
+	return ""
+}
+
+func (x *Segment) GetTrainable() bool {
+	if x != nil {
+		return x.Trainable
+	}
+	return false
+}
+
+type isSegment_Piece interface {
+	isSegment_Piece()
+}
+
+type Segment_Text struct {
+	// Tokenized as text: never becomes a control token, whatever it spells.
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+type Segment_SpecialToken struct {
+	// One control token by its string form, e.g. "<|eot_id|>"; the
+	// tokenizer must have it.
+	SpecialToken string `protobuf:"bytes,2,opt,name=special_token,json=specialToken,proto3,oneof"`
+}
+
+func (*Segment_Text) isSegment_Piece() {}
+
+func (*Segment_SpecialToken) isSegment_Piece() {}
+
 // RunEvent is one message of a Run stream. The last one carries a Result.
 type RunEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -361,7 +820,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_marin_proto_msgTypes[4]
+	mi := &file_marin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +832,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[4]
+	mi := &file_marin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +845,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{4}
+	return file_marin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RunEvent) GetEvent() isRunEvent_Event {
@@ -457,7 +916,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_marin_proto_msgTypes[5]
+	mi := &file_marin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +928,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[5]
+	mi := &file_marin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +941,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{5}
+	return file_marin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Progress) GetDone() float64 {
@@ -524,7 +983,7 @@ type Log struct {
 
 func (x *Log) Reset() {
 	*x = Log{}
-	mi := &file_marin_proto_msgTypes[6]
+	mi := &file_marin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +995,7 @@ func (x *Log) String() string {
 func (*Log) ProtoMessage() {}
 
 func (x *Log) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[6]
+	mi := &file_marin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +1008,7 @@ func (x *Log) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Log.ProtoReflect.Descriptor instead.
 func (*Log) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{6}
+	return file_marin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Log) GetLevel() string {
@@ -588,7 +1047,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_marin_proto_msgTypes[7]
+	mi := &file_marin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +1059,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[7]
+	mi := &file_marin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +1072,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{7}
+	return file_marin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Result) GetOutcome() isResult_Outcome {
@@ -667,7 +1126,7 @@ type Ok struct {
 
 func (x *Ok) Reset() {
 	*x = Ok{}
-	mi := &file_marin_proto_msgTypes[8]
+	mi := &file_marin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +1138,7 @@ func (x *Ok) String() string {
 func (*Ok) ProtoMessage() {}
 
 func (x *Ok) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[8]
+	mi := &file_marin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +1151,7 @@ func (x *Ok) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ok.ProtoReflect.Descriptor instead.
 func (*Ok) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{8}
+	return file_marin_proto_rawDescGZIP(), []int{15}
 }
 
 // Diagnostic is a failure explained for a person, after Terraform's
@@ -708,7 +1167,7 @@ type Diagnostic struct {
 
 func (x *Diagnostic) Reset() {
 	*x = Diagnostic{}
-	mi := &file_marin_proto_msgTypes[9]
+	mi := &file_marin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +1179,7 @@ func (x *Diagnostic) String() string {
 func (*Diagnostic) ProtoMessage() {}
 
 func (x *Diagnostic) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[9]
+	mi := &file_marin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +1192,7 @@ func (x *Diagnostic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnostic.ProtoReflect.Descriptor instead.
 func (*Diagnostic) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{9}
+	return file_marin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Diagnostic) GetSummary() string {
@@ -771,7 +1230,7 @@ const file_marin_proto_rawDesc = "" +
 	"\x03ops\x18\x05 \x03(\v2\x17.marin.plugin.v1.OpInfoR\x03ops\">\n" +
 	"\x06OpInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xca\x01\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"\x85\x02\n" +
 	"\n" +
 	"RunRequest\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x1b\n" +
@@ -782,7 +1241,37 @@ const file_marin_proto_rawDesc = "" +
 	"outputPath\x12\x16\n" +
 	"\x06prefix\x18\x05 \x01(\tR\x06prefix\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\x05R\aattempt\x12\x1b\n" +
-	"\tlog_level\x18\a \x01(\tR\blogLevel\"\xa9\x01\n" +
+	"\tlog_level\x18\a \x01(\tR\blogLevel\x129\n" +
+	"\aplugins\x18\b \x03(\v2\x1f.marin.plugin.v1.PluginEndpointR\aplugins\"\x8f\x01\n" +
+	"\x0ePluginEndpoint\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x15.marin.plugin.v1.KindR\x04kind\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x12\n" +
+	"\x04argv\x18\x04 \x03(\tR\x04argv\x12\x10\n" +
+	"\x03env\x18\x05 \x03(\tR\x03env\"{\n" +
+	"\x11RenderChatRequest\x12!\n" +
+	"\foptions_json\x18\x01 \x01(\fR\voptionsJson\x12C\n" +
+	"\rconversations\x18\x02 \x03(\v2\x1d.marin.plugin.v1.ConversationR\rconversations\"X\n" +
+	"\fConversation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x128\n" +
+	"\bmessages\x18\x02 \x03(\v2\x1c.marin.plugin.v1.ChatMessageR\bmessages\";\n" +
+	"\vChatMessage\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\x94\x01\n" +
+	"\x12RenderChatResponse\x12K\n" +
+	"\rconversations\x18\x01 \x03(\v2%.marin.plugin.v1.RenderedConversationR\rconversations\x121\n" +
+	"\x05error\x18\x02 \x01(\v2\x1b.marin.plugin.v1.DiagnosticR\x05error\"\x8e\x01\n" +
+	"\x14RenderedConversation\x124\n" +
+	"\bsegments\x18\x01 \x03(\v2\x18.marin.plugin.v1.SegmentR\bsegments\x12\x1f\n" +
+	"\vskip_reason\x18\x02 \x01(\tR\n" +
+	"skipReason\x12\x1f\n" +
+	"\vskip_detail\x18\x03 \x01(\tR\n" +
+	"skipDetail\"m\n" +
+	"\aSegment\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12%\n" +
+	"\rspecial_token\x18\x02 \x01(\tH\x00R\fspecialToken\x12\x1c\n" +
+	"\ttrainable\x18\x03 \x01(\bR\ttrainableB\a\n" +
+	"\x05piece\"\xa9\x01\n" +
 	"\bRunEvent\x127\n" +
 	"\bprogress\x18\x01 \x01(\v2\x19.marin.plugin.v1.ProgressH\x00R\bprogress\x12(\n" +
 	"\x03log\x18\x02 \x01(\v2\x14.marin.plugin.v1.LogH\x00R\x03log\x121\n" +
@@ -815,10 +1304,12 @@ const file_marin_proto_rawDesc = "" +
 	"\fKIND_DATASET\x10\x01\x12\x0f\n" +
 	"\vKIND_FORMAT\x10\x02\x12\x10\n" +
 	"\fKIND_BACKEND\x10\x03\x12\x10\n" +
-	"\fKIND_GENERIC\x10\x042\x9a\x01\n" +
+	"\fKIND_GENERIC\x10\x042\xf1\x01\n" +
 	"\x06Plugin\x12O\n" +
 	"\bDescribe\x12 .marin.plugin.v1.DescribeRequest\x1a!.marin.plugin.v1.DescribeResponse\x12?\n" +
-	"\x03Run\x12\x1b.marin.plugin.v1.RunRequest\x1a\x19.marin.plugin.v1.RunEvent0\x01B2Z0github.com/marin-go/marin/plugins/proto;pluginpbb\x06proto3"
+	"\x03Run\x12\x1b.marin.plugin.v1.RunRequest\x1a\x19.marin.plugin.v1.RunEvent0\x01\x12U\n" +
+	"\n" +
+	"RenderChat\x12\".marin.plugin.v1.RenderChatRequest\x1a#.marin.plugin.v1.RenderChatResponseB2Z0github.com/marin-go/marin/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_marin_proto_rawDescOnce sync.Once
@@ -833,39 +1324,55 @@ func file_marin_proto_rawDescGZIP() []byte {
 }
 
 var file_marin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_marin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_marin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_marin_proto_goTypes = []any{
-	(Kind)(0),                // 0: marin.plugin.v1.Kind
-	(*DescribeRequest)(nil),  // 1: marin.plugin.v1.DescribeRequest
-	(*DescribeResponse)(nil), // 2: marin.plugin.v1.DescribeResponse
-	(*OpInfo)(nil),           // 3: marin.plugin.v1.OpInfo
-	(*RunRequest)(nil),       // 4: marin.plugin.v1.RunRequest
-	(*RunEvent)(nil),         // 5: marin.plugin.v1.RunEvent
-	(*Progress)(nil),         // 6: marin.plugin.v1.Progress
-	(*Log)(nil),              // 7: marin.plugin.v1.Log
-	(*Result)(nil),           // 8: marin.plugin.v1.Result
-	(*Ok)(nil),               // 9: marin.plugin.v1.Ok
-	(*Diagnostic)(nil),       // 10: marin.plugin.v1.Diagnostic
-	nil,                      // 11: marin.plugin.v1.Log.FieldsEntry
+	(Kind)(0),                    // 0: marin.plugin.v1.Kind
+	(*DescribeRequest)(nil),      // 1: marin.plugin.v1.DescribeRequest
+	(*DescribeResponse)(nil),     // 2: marin.plugin.v1.DescribeResponse
+	(*OpInfo)(nil),               // 3: marin.plugin.v1.OpInfo
+	(*RunRequest)(nil),           // 4: marin.plugin.v1.RunRequest
+	(*PluginEndpoint)(nil),       // 5: marin.plugin.v1.PluginEndpoint
+	(*RenderChatRequest)(nil),    // 6: marin.plugin.v1.RenderChatRequest
+	(*Conversation)(nil),         // 7: marin.plugin.v1.Conversation
+	(*ChatMessage)(nil),          // 8: marin.plugin.v1.ChatMessage
+	(*RenderChatResponse)(nil),   // 9: marin.plugin.v1.RenderChatResponse
+	(*RenderedConversation)(nil), // 10: marin.plugin.v1.RenderedConversation
+	(*Segment)(nil),              // 11: marin.plugin.v1.Segment
+	(*RunEvent)(nil),             // 12: marin.plugin.v1.RunEvent
+	(*Progress)(nil),             // 13: marin.plugin.v1.Progress
+	(*Log)(nil),                  // 14: marin.plugin.v1.Log
+	(*Result)(nil),               // 15: marin.plugin.v1.Result
+	(*Ok)(nil),                   // 16: marin.plugin.v1.Ok
+	(*Diagnostic)(nil),           // 17: marin.plugin.v1.Diagnostic
+	nil,                          // 18: marin.plugin.v1.Log.FieldsEntry
 }
 var file_marin_proto_depIdxs = []int32{
 	0,  // 0: marin.plugin.v1.DescribeResponse.kind:type_name -> marin.plugin.v1.Kind
 	3,  // 1: marin.plugin.v1.DescribeResponse.ops:type_name -> marin.plugin.v1.OpInfo
-	6,  // 2: marin.plugin.v1.RunEvent.progress:type_name -> marin.plugin.v1.Progress
-	7,  // 3: marin.plugin.v1.RunEvent.log:type_name -> marin.plugin.v1.Log
-	8,  // 4: marin.plugin.v1.RunEvent.result:type_name -> marin.plugin.v1.Result
-	11, // 5: marin.plugin.v1.Log.fields:type_name -> marin.plugin.v1.Log.FieldsEntry
-	9,  // 6: marin.plugin.v1.Result.ok:type_name -> marin.plugin.v1.Ok
-	10, // 7: marin.plugin.v1.Result.error:type_name -> marin.plugin.v1.Diagnostic
-	1,  // 8: marin.plugin.v1.Plugin.Describe:input_type -> marin.plugin.v1.DescribeRequest
-	4,  // 9: marin.plugin.v1.Plugin.Run:input_type -> marin.plugin.v1.RunRequest
-	2,  // 10: marin.plugin.v1.Plugin.Describe:output_type -> marin.plugin.v1.DescribeResponse
-	5,  // 11: marin.plugin.v1.Plugin.Run:output_type -> marin.plugin.v1.RunEvent
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 2: marin.plugin.v1.RunRequest.plugins:type_name -> marin.plugin.v1.PluginEndpoint
+	0,  // 3: marin.plugin.v1.PluginEndpoint.kind:type_name -> marin.plugin.v1.Kind
+	7,  // 4: marin.plugin.v1.RenderChatRequest.conversations:type_name -> marin.plugin.v1.Conversation
+	8,  // 5: marin.plugin.v1.Conversation.messages:type_name -> marin.plugin.v1.ChatMessage
+	10, // 6: marin.plugin.v1.RenderChatResponse.conversations:type_name -> marin.plugin.v1.RenderedConversation
+	17, // 7: marin.plugin.v1.RenderChatResponse.error:type_name -> marin.plugin.v1.Diagnostic
+	11, // 8: marin.plugin.v1.RenderedConversation.segments:type_name -> marin.plugin.v1.Segment
+	13, // 9: marin.plugin.v1.RunEvent.progress:type_name -> marin.plugin.v1.Progress
+	14, // 10: marin.plugin.v1.RunEvent.log:type_name -> marin.plugin.v1.Log
+	15, // 11: marin.plugin.v1.RunEvent.result:type_name -> marin.plugin.v1.Result
+	18, // 12: marin.plugin.v1.Log.fields:type_name -> marin.plugin.v1.Log.FieldsEntry
+	16, // 13: marin.plugin.v1.Result.ok:type_name -> marin.plugin.v1.Ok
+	17, // 14: marin.plugin.v1.Result.error:type_name -> marin.plugin.v1.Diagnostic
+	1,  // 15: marin.plugin.v1.Plugin.Describe:input_type -> marin.plugin.v1.DescribeRequest
+	4,  // 16: marin.plugin.v1.Plugin.Run:input_type -> marin.plugin.v1.RunRequest
+	6,  // 17: marin.plugin.v1.Plugin.RenderChat:input_type -> marin.plugin.v1.RenderChatRequest
+	2,  // 18: marin.plugin.v1.Plugin.Describe:output_type -> marin.plugin.v1.DescribeResponse
+	12, // 19: marin.plugin.v1.Plugin.Run:output_type -> marin.plugin.v1.RunEvent
+	9,  // 20: marin.plugin.v1.Plugin.RenderChat:output_type -> marin.plugin.v1.RenderChatResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_marin_proto_init() }
@@ -873,12 +1380,16 @@ func file_marin_proto_init() {
 	if File_marin_proto != nil {
 		return
 	}
-	file_marin_proto_msgTypes[4].OneofWrappers = []any{
+	file_marin_proto_msgTypes[10].OneofWrappers = []any{
+		(*Segment_Text)(nil),
+		(*Segment_SpecialToken)(nil),
+	}
+	file_marin_proto_msgTypes[11].OneofWrappers = []any{
 		(*RunEvent_Progress)(nil),
 		(*RunEvent_Log)(nil),
 		(*RunEvent_Result)(nil),
 	}
-	file_marin_proto_msgTypes[7].OneofWrappers = []any{
+	file_marin_proto_msgTypes[14].OneofWrappers = []any{
 		(*Result_Ok)(nil),
 		(*Result_Error)(nil),
 	}
@@ -888,7 +1399,7 @@ func file_marin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_marin_proto_rawDesc), len(file_marin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

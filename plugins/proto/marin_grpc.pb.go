@@ -31,8 +31,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Plugin_Describe_FullMethodName = "/marin.plugin.v1.Plugin/Describe"
-	Plugin_Run_FullMethodName      = "/marin.plugin.v1.Plugin/Run"
+	Plugin_Describe_FullMethodName   = "/marin.plugin.v1.Plugin/Describe"
+	Plugin_Run_FullMethodName        = "/marin.plugin.v1.Plugin/Run"
+	Plugin_RenderChat_FullMethodName = "/marin.plugin.v1.Plugin/RenderChat"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -48,6 +49,13 @@ type PluginClient interface {
 	// events and ends the stream with exactly one Result event. Large data never
 	// travels here: the plugin reads and writes storage URLs itself.
 	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunEvent], error)
+	// RenderChat turns conversations into (text, trainable) segments: the
+	// chat format a step names with ChatFormat(name="plugin", plugin=NAME).
+	// Only plugins of KIND_FORMAT are asked to serve it, and not by the host:
+	// the op that tokenizes (itself a plugin) starts the format plugin from the
+	// PluginEndpoint the host put in its RunRequest and calls it with batches
+	// of conversations, so the data never passes through the host.
+	RenderChat(ctx context.Context, in *RenderChatRequest, opts ...grpc.CallOption) (*RenderChatResponse, error)
 }
 
 type pluginClient struct {
@@ -87,6 +95,16 @@ func (c *pluginClient) Run(ctx context.Context, in *RunRequest, opts ...grpc.Cal
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Plugin_RunClient = grpc.ServerStreamingClient[RunEvent]
 
+func (c *pluginClient) RenderChat(ctx context.Context, in *RenderChatRequest, opts ...grpc.CallOption) (*RenderChatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenderChatResponse)
+	err := c.cc.Invoke(ctx, Plugin_RenderChat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -100,6 +118,13 @@ type PluginServer interface {
 	// events and ends the stream with exactly one Result event. Large data never
 	// travels here: the plugin reads and writes storage URLs itself.
 	Run(*RunRequest, grpc.ServerStreamingServer[RunEvent]) error
+	// RenderChat turns conversations into (text, trainable) segments: the
+	// chat format a step names with ChatFormat(name="plugin", plugin=NAME).
+	// Only plugins of KIND_FORMAT are asked to serve it, and not by the host:
+	// the op that tokenizes (itself a plugin) starts the format plugin from the
+	// PluginEndpoint the host put in its RunRequest and calls it with batches
+	// of conversations, so the data never passes through the host.
+	RenderChat(context.Context, *RenderChatRequest) (*RenderChatResponse, error)
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -115,6 +140,9 @@ func (UnimplementedPluginServer) Describe(context.Context, *DescribeRequest) (*D
 }
 func (UnimplementedPluginServer) Run(*RunRequest, grpc.ServerStreamingServer[RunEvent]) error {
 	return status.Error(codes.Unimplemented, "method Run not implemented")
+}
+func (UnimplementedPluginServer) RenderChat(context.Context, *RenderChatRequest) (*RenderChatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenderChat not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -166,6 +194,24 @@ func _Plugin_Run_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Plugin_RunServer = grpc.ServerStreamingServer[RunEvent]
 
+func _Plugin_RenderChat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenderChatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).RenderChat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_RenderChat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).RenderChat(ctx, req.(*RenderChatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -176,6 +222,10 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Describe",
 			Handler:    _Plugin_Describe_Handler,
+		},
+		{
+			MethodName: "RenderChat",
+			Handler:    _Plugin_RenderChat_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

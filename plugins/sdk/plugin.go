@@ -65,6 +65,9 @@ type Plugin struct {
 	Kind    Kind          // what sort of plugin this is
 	Version string        // the plugin's own version, e.g. "0.1.0"
 	Ops     map[string]Op // op name (e.g. "wordcount/count") → implementation
+	// Format renders conversations; format plugins (KindFormat) set it and
+	// may serve no ops. See FormatFunc.
+	Format FormatFunc
 }
 
 // Op is one operation a plugin serves.
@@ -102,7 +105,8 @@ type Diagnostic struct {
 func (d *Diagnostic) Error() string { return d.Summary }
 
 // Validate reports whether p can be served: a name, a known kind, and at least
-// one op, each with a name and a Run function.
+// one op, each with a name and a Run function; a format plugin needs a
+// Format function instead of ops.
 func (p *Plugin) Validate() error {
 	if p == nil {
 		return errors.New("plugin is nil")
@@ -116,7 +120,12 @@ func (p *Plugin) Validate() error {
 	if kindToProto(p.Kind) == pluginpb.Kind_KIND_UNSPECIFIED {
 		return fmt.Errorf("plugin %q: unknown kind %q (want dataset, format, backend or generic)", p.Name, p.Kind)
 	}
-	if len(p.Ops) == 0 {
+	switch {
+	case p.Kind == KindFormat && p.Format == nil:
+		return fmt.Errorf("plugin %q is a format plugin without a Format function", p.Name)
+	case p.Kind != KindFormat && p.Format != nil:
+		return fmt.Errorf("plugin %q has a Format function but is of kind %q, not format", p.Name, p.Kind)
+	case len(p.Ops) == 0 && p.Kind != KindFormat:
 		return fmt.Errorf("plugin %q serves no ops", p.Name)
 	}
 	for name, op := range p.Ops {

@@ -27,6 +27,10 @@ type Request struct {
 	Prefix     string // the run's prefix URL
 	Attempt    int    // 1 for the first attempt at this output, +1 per rerun
 	LogLevel   string // the host's log level: trace, debug, info, warn, error
+
+	// Plugins are the format plugins the host knows, for ops that render
+	// through one (see Plugin and StartFormat).
+	Plugins []PluginEndpoint
 }
 
 // decodeConfig parses a config JSON object; empty input is an empty config.

@@ -226,10 +226,12 @@ func TestValidate(t *testing.T) {
 	cases := map[string]*Plugin{
 		"plugin has no name":              {Kind: KindDataset, Ops: map[string]Op{"a": {Run: noop}}},
 		`unknown kind "model"`:            {Name: "p", Kind: "model", Ops: map[string]Op{"a": {Run: noop}}},
-		"serves no ops":                   {Name: "p", Kind: KindFormat},
-		`op "a" has no Run function`:      {Name: "p", Kind: KindFormat, Ops: map[string]Op{"a": {}}},
-		"may not contain spaces":          {Name: "p q", Kind: KindFormat, Ops: map[string]Op{"a": {Run: noop}}},
-		`op name " a" is empty or padded`: {Name: "p", Kind: KindFormat, Ops: map[string]Op{" a": {Run: noop}}},
+		"serves no ops":                   {Name: "p", Kind: KindDataset},
+		`op "a" has no Run function`:      {Name: "p", Kind: KindDataset, Ops: map[string]Op{"a": {}}},
+		"may not contain spaces":          {Name: "p q", Kind: KindDataset, Ops: map[string]Op{"a": {Run: noop}}},
+		`op name " a" is empty or padded`: {Name: "p", Kind: KindDataset, Ops: map[string]Op{" a": {Run: noop}}},
+		"without a Format function":       {Name: "p", Kind: KindFormat},
+		"not format":                      {Name: "p", Kind: KindGeneric, Format: vicuna, Ops: map[string]Op{"a": {Run: noop}}},
 	}
 	for want, p := range cases {
 		if err := p.Validate(); err == nil || !strings.Contains(err.Error(), want) {

@@ -59,7 +59,7 @@ func serve(p *Plugin) error {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: ServerPluginSets(srv),
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer:       grpcServer,
 		// JSON lines on stderr are parsed by the host's go-plugin client and
 		// logged at their level rather than mixed into crash output.
 		Logger: hclog.New(&hclog.LoggerOptions{

@@ -82,6 +82,9 @@ func (s *server) run(ctx context.Context, req *pluginpb.RunRequest, rep *reporte
 		Attempt:    int(req.GetAttempt()),
 		LogLevel:   requestLevel(req.GetLogLevel()),
 	}
+	for _, p := range req.GetPlugins() {
+		r.Plugins = append(r.Plugins, endpointFromProto(p))
+	}
 	// An op's panic must not kill the plugin process: the host would only see
 	// a broken connection, while here we still know the panic value.
 	defer func() {
