@@ -2,10 +2,10 @@ package datasets
 
 import (
 	"math/rand/v2"
-	"syscall"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"

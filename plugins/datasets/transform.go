@@ -174,12 +174,10 @@ func listInputs(ctx context.Context, cfg *transformConfig) ([]inputFile, error) 
 		subsets = []string{"default"}
 	}
 	var files []inputFile
-	var skipped []string
 	for i, rel := range rels {
 		format, gz := formatOf(rel)
 		if format == "" || !fileTypeAccepts(cfg.FileType, format, gz) {
-			skipped = append(skipped, rel)
-			continue
+			continue // README.md, .gitattributes, partial downloads, …
 		}
 		split := splitOf(rel, cfg.Splits)
 		if split == "" {
@@ -211,7 +209,6 @@ func listInputs(ctx context.Context, cfg *transformConfig) ([]inputFile, error) 
 		}
 	}
 	sort.SliceStable(files, func(i, j int) bool { return files[i].rel < files[j].rel })
-	_ = skipped
 	return files, nil
 }
 

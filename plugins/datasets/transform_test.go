@@ -105,9 +105,10 @@ func TestMalformedFileFailsNamingFileAndLineAndKeepsOutputs(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(out, documents.StatsFile)); string(b) != `{"earlier": true}` {
 		t.Errorf("the earlier stats.json was replaced: %s", b)
 	}
-	// The shards completed before the bad line are there, whole.
+	// The shards completed before the bad line are there, whole: the 5 rows
+	// of a.jsonl and the first of b.jsonl make 3 shards of 2.
 	got := readOutput(t, filepath.Join(out, "default"))
-	if strings.Count(got, "== train/shard_") != 2 || strings.Count(got, `"role":"user"`) != 4 {
+	if strings.Count(got, "== train/shard_") != 3 || strings.Count(got, `"role":"user"`) != 6 {
 		t.Errorf("committed shards:\n%s", got)
 	}
 	entries, _ := os.ReadDir(filepath.Join(out, "default", "train"))
@@ -222,6 +223,7 @@ func TestDownloadThenTransform(t *testing.T) {
 	hub.PageSize = 2
 	t.Setenv(hfhub.EndpointEnv, hub.URL())
 	t.Setenv(hfhub.TokenEnv, "")
+	t.Setenv(hfhub.LegacyTokenEnv, "")
 	hub.FailNextAPI(hubtest.Fault{Status: 429, RetryAfter: "0"})
 	hub.FailNext("data/train-00000-of-00002.parquet", hubtest.Fault{DropAfter: 100})
 	hub.FailNext("data/train-00001-of-00002.parquet", hubtest.Fault{Corrupt: true})
@@ -301,6 +303,7 @@ func TestDownloadErrors(t *testing.T) {
 	hub.Token = "hf_tok_secret"
 	t.Setenv(hfhub.EndpointEnv, hub.URL())
 	t.Setenv(hfhub.TokenEnv, "")
+	t.Setenv(hfhub.LegacyTokenEnv, "")
 	run := func(cfg map[string]any) error {
 		return download(context.Background(), request(t, "dataset/download", cfg, "file://"+t.TempDir()), &reporter{})
 	}

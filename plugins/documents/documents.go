@@ -545,16 +545,18 @@ func (w *Writer) Close() (Result, error) {
 	return res, nil
 }
 
-// Abort stops the Writer without writing the partial shard. Shards already
-// committed stay.
+// Abort stops the Writer without writing the partial shard. Complete
+// shards already handed to the writer goroutines are still committed (a
+// failure later in the input loses nothing before it); cancel the
+// Writer's context to stop those too.
 func (w *Writer) Abort() {
 	if w.closed {
 		return
 	}
 	w.closed = true
-	w.cancel()
 	close(w.jobs)
 	w.wg.Wait()
+	w.cancel()
 }
 
 // Shards returns how many shards have been handed to the writer goroutines.

@@ -155,8 +155,8 @@ func TestWriterAbortKeepsCommittedShards(t *testing.T) {
 	}
 	w.Abort()
 	entries, _ := os.ReadDir(dir)
-	if len(entries) > 1 {
-		t.Errorf("after abort: %v", entries)
+	if len(entries) != 1 {
+		t.Errorf("after abort: %v, want the one complete shard", entries)
 	}
 	for _, e := range entries {
 		if e.Name() != ShardName(0) {

@@ -16,7 +16,8 @@
 // come back as *Error values matching ErrUnauthorized, ErrGated and
 // ErrNotFound, with a sentence a person can act on.
 //
-// The endpoint comes from HF_ENDPOINT and the token from HF_TOKEN. The token
+// The endpoint comes from HF_ENDPOINT and the token from HF_TOKEN (or the
+// older HUGGING_FACE_HUB_TOKEN). The token
 // is sent only as an Authorization header to the hub itself (Go's client
 // drops it on redirects to another host such as the CDN) and never appears
 // in errors, logs or String().
@@ -54,6 +55,8 @@ const DefaultEndpoint = "https://huggingface.co"
 const (
 	EndpointEnv = "HF_ENDPOINT"
 	TokenEnv    = "HF_TOKEN"
+	// LegacyTokenEnv is read when HF_TOKEN is unset, as huggingface_hub does.
+	LegacyTokenEnv = "HUGGING_FACE_HUB_TOKEN"
 )
 
 // RepoType is the kind of a hub repository.
@@ -149,7 +152,7 @@ func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.HTTP = h
 func New(opts ...Option) (*Client, error) {
 	c := &Client{
 		endpoint:      os.Getenv(EndpointEnv),
-		token:         strings.TrimSpace(os.Getenv(TokenEnv)),
+		token:         envToken(),
 		HTTP:          &http.Client{},
 		MaxRetries:    6,
 		MinBackoff:    time.Second,
@@ -208,6 +211,13 @@ func (c *Client) String() string {
 		auth = "with token"
 	}
 	return fmt.Sprintf("hub %s (%s)", c.Endpoint(), auth)
+}
+
+func envToken() string {
+	if t := strings.TrimSpace(os.Getenv(TokenEnv)); t != "" {
+		return t
+	}
+	return strings.TrimSpace(os.Getenv(LegacyTokenEnv))
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

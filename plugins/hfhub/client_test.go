@@ -63,6 +63,7 @@ func newClient(t *testing.T, s *hubtest.Server, opts ...Option) (*Client, *sleep
 	t.Helper()
 	t.Setenv(EndpointEnv, s.URL())
 	t.Setenv(TokenEnv, "")
+	t.Setenv(LegacyTokenEnv, "")
 	c, err := New(opts...)
 	if err != nil {
 		t.Fatal(err)
