@@ -427,3 +427,37 @@ func FuzzReadersAndAdapters(f *testing.F) {
 		}
 	})
 }
+
+// Hub parquet files (pyarrow) make every column nullable; nulls must reach
+// the adapters as missing values, not zero values.
+func TestParquetNullableColumns(t *testing.T) {
+	type optMsg struct {
+		Content *string `parquet:"content,optional"`
+		Role    *string `parquet:"role,optional"`
+	}
+	type optRow struct {
+		Messages []optMsg `parquet:"messages,list,optional"`
+		Tag      *string  `parquet:"tag,optional"`
+		Score    *float64 `parquet:"score,optional"`
+	}
+	s := func(v string) *string { return &v }
+	f := func(v float64) *float64 { return &v }
+	dir := t.TempDir()
+	writeParquet(t, filepath.Join(dir, "train-00000-of-00001.parquet"), []optRow{
+		{[]optMsg{{s("q"), s("user")}, {s("a"), s("assistant")}}, s("x"), f(0.5)},
+		{[]optMsg{{s("q"), nil}, {s("a"), s("assistant")}}, nil, nil},
+		{[]optMsg{{nil, s("user")}, {s("a"), s("assistant")}}, nil, nil},
+		{nil, s("no messages"), nil},
+	})
+	out, _, err := runTransform(t, map[string]any{"adapter": "messages", "fields": map[string]any{"metadata": "tag,score"}}, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := readStats(t, out)
+	if st.RowsWritten != 1 || st.RowsDropped[reasonMissingRole] != 1 || st.RowsDropped[reasonMissingContent] != 1 || st.RowsDropped[reasonMissingField]+st.RowsDropped[reasonEmptyConversation] != 1 {
+		t.Errorf("counts %+v", st.Counts)
+	}
+	if got := readOutput(t, out); !strings.Contains(got, `"metadata":{"score":0.5,"tag":"x"}`) {
+		t.Errorf("output:\n%s", got)
+	}
+}
