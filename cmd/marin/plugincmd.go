@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/marin-go/marin/backends/cpu"
 	"github.com/marin-go/marin/plugins/datasets"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/shell"
@@ -18,7 +19,7 @@ import (
 // builtinPlugins are compiled into the marin binary and started as its
 // child processes (`marin plugin serve NAME`).
 func builtinPlugins() []*sdk.Plugin {
-	return []*sdk.Plugin{shell.Plugin(), datasets.Plugin()}
+	return []*sdk.Plugin{shell.Plugin(), datasets.Plugin(), cpu.Plugin()}
 }
 
 func pluginProtocolVersion() int { return sdk.ProtocolVersion }
