@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/marin-go/marin/backends/cpu"
+	"github.com/marin-go/marin/backends/gomlx"
 	"github.com/marin-go/marin/plugins/datasets"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/shell"
@@ -19,7 +20,7 @@ import (
 // builtinPlugins are compiled into the marin binary and started as its
 // child processes (`marin plugin serve NAME`).
 func builtinPlugins() []*sdk.Plugin {
-	return []*sdk.Plugin{shell.Plugin(), datasets.Plugin(), cpu.Plugin()}
+	return []*sdk.Plugin{shell.Plugin(), datasets.Plugin(), cpu.Plugin(), gomlx.Plugin()}
 }
 
 func pluginProtocolVersion() int { return sdk.ProtocolVersion }
