@@ -39,6 +39,9 @@ func vicuna(ctx context.Context, o ChatFormatOptions, convs []Conversation) ([]R
 				panic("role panic")
 			case "fail":
 				return nil, &Diagnostic{Summary: "cannot render role fail", Attribute: "format"}
+			case "exit": // a crash, only ever sent to a plugin process
+				fmt.Fprintln(os.Stderr, "vicuna: out of memory")
+				os.Exit(3)
 			case "user", "assistant":
 			default:
 				out[i] = Rendered{Skip: "unsupported_role", SkipDetail: "role " + m.Role}
@@ -147,6 +150,11 @@ func TestStartFormat(t *testing.T) {
 	big := []Conversation{{ID: "big", Messages: []ChatMessage{{"user", strings.Repeat("x", 6<<20)}}}}
 	if got, err := fc.Render(ctx, nil, big); err != nil || len(got[0].Segments[1].Text) != 6<<20 {
 		t.Errorf("6 MiB conversation: %v", err)
+	}
+	// A crash mid-call fails the call with what the plugin said on stderr.
+	_, err = fc.Render(ctx, nil, []Conversation{{ID: "x", Messages: []ChatMessage{{"exit", ""}}}})
+	if err == nil || !strings.Contains(err.Error(), "vicuna: out of memory") {
+		t.Errorf("crashed plugin: %v", err)
 	}
 	fc.Close()
 	fc.Close()

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -156,6 +157,14 @@ func (c *FormatClient) Render(ctx context.Context, optionsJSON []byte, convs []C
 		if status.Code(err) == codes.Unimplemented {
 			return nil, fmt.Errorf("format plugin %q does not render chat: %w", c.Endpoint.Name, err)
 		}
+		if status.Code(err) == codes.Unavailable && c.client != nil {
+			// The connection broke, most likely because the process died:
+			// give it a moment so its last words on stderr are read.
+			deadline := time.Now().Add(2 * time.Second)
+			for !c.client.Exited() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 		return nil, c.explain(fmt.Errorf("format plugin %q: RenderChat: %w", c.Endpoint.Name, err))
 	}
 	if d := resp.GetError(); d != nil {
@@ -188,7 +197,11 @@ func (c *FormatClient) Render(ctx context.Context, optionsJSON []byte, convs []C
 
 // Close stops the plugin process.
 func (c *FormatClient) Close() {
-	c.closed.Do(func() { c.client.Kill() })
+	c.closed.Do(func() {
+		if c.client != nil {
+			c.client.Kill()
+		}
+	})
 }
 
 // explain adds the end of the plugin's stderr to err, for crashes.
