@@ -166,7 +166,7 @@ func scaleC(threads, m, n int, beta float32, c []float32, ldc int) {
 
 var (
 	packBPool = sync.Pool{New: func() any { s := make([]float32, kcBlock*(ncBlock+nr)); return &s }}
-	packAPool = sync.Pool{New: func() any { s := make([]float32, kcBlock*(mcBlock+mr)); return &s }}
+	packAPool = sync.Pool{New: func() any { s := make([]float32, kcBlock*(mcBlock+mr)+8); return &s }}
 )
 
 func sgemm(threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
@@ -190,7 +190,15 @@ func sgemm(threads int, transA, transB bool, m, n, k int, alpha float32, a []flo
 	defer packBPool.Put(bufB)
 	bp := *bufB
 
+	// Row blocks of at most mcBlock rows, as many as a multiple of the
+	// thread count and of near-equal size so that threads finish together.
+	// (Row blocking never changes the arithmetic, only who does it.)
 	mBlocks := (m + mcBlock - 1) / mcBlock
+	if threads > 1 {
+		mBlocks = (mBlocks + threads - 1) / threads * threads
+	}
+	mc0 := ((m+mBlocks-1)/mBlocks + mr - 1) / mr * mr
+	mBlocks = (m + mc0 - 1) / mc0
 	var bufsA []*[]float32
 	getA := func(w int) []float32 {
 		for len(bufsA) <= w {
@@ -244,8 +252,8 @@ func sgemm(threads int, transA, transB bool, m, n, k int, alpha float32, a []flo
 			perSplit := (nPanels + nSplit - 1) / nSplit
 			task := func(w, t int) {
 				ib, js := t/nSplit, t%nSplit
-				i0 := ib * mcBlock
-				mc := min(mcBlock, m-i0)
+				i0 := ib * mc0
+				mc := min(mc0, m-i0)
 				j0 := js * perSplit * nr
 				j1 := min((js+1)*perSplit*nr, nc)
 				if j0 >= j1 {
@@ -295,19 +303,25 @@ func macroKernel(ap, bp []float32, mc, kc, j0, j1 int, c []float32, ldc int, acc
 
 // packA packs rows [i0, i0+mc) and columns [p0, p0+kc) of op(A), times
 // alpha, into mr-row micro-panels: panel q holds element (q·mr+r, p) at
-// q·mr·kc + p·mr + r. Rows past mc are zero.
+// q·mr·kc + p·mr + r. Rows past mc are zero. dst needs two floats of room
+// past the last panel.
 func packA(dst []float32, transA bool, a []float32, lda, i0, p0, mc, kc int, alpha float32) {
 	for ip := 0; ip < mc; ip += mr {
 		rows := min(mr, mc-ip)
-		d := dst[ip*kc : ip*kc+mr*kc]
+		d := dst[ip*kc : ip*kc+mr*kc+2]
 		if !transA {
+			src := a[(i0+ip)*lda+p0:]
 			if rows == mr {
-				packA6(d, a[(i0+ip)*lda+p0:], lda, kc, alpha)
+				if alpha == 1 {
+					packA6Rows(d, src, lda, kc)
+				} else {
+					packA6Go(d, src, lda, 0, kc, alpha)
+				}
 				continue
 			}
 			for r := 0; r < rows; r++ {
-				src := a[(i0+ip+r)*lda+p0 : (i0+ip+r)*lda+p0+kc]
-				for p, v := range src {
+				sr := src[r*lda : r*lda+kc]
+				for p, v := range sr {
 					d[p*mr+r] = v * alpha
 				}
 			}
@@ -318,15 +332,15 @@ func packA(dst []float32, transA bool, a []float32, lda, i0, p0, mc, kc int, alp
 			}
 			continue
 		}
+		if rows == mr && alpha == 1 {
+			packA6Trans(d, a[p0*lda+i0+ip:], lda, kc)
+			continue
+		}
 		for p := 0; p < kc; p++ {
 			src := a[(p0+p)*lda+i0+ip : (p0+p)*lda+i0+ip+rows]
 			dd := d[p*mr : p*mr+mr]
-			if alpha == 1 {
-				copy(dd, src)
-			} else {
-				for r, v := range src {
-					dd[r] = v * alpha
-				}
+			for r, v := range src {
+				dd[r] = v * alpha
 			}
 			for r := rows; r < mr; r++ {
 				dd[r] = 0
@@ -335,8 +349,23 @@ func packA(dst []float32, transA bool, a []float32, lda, i0, p0, mc, kc int, alp
 	}
 }
 
-// packA6 packs six full rows of a (row stride lda) over kc columns.
-func packA6(d, a []float32, lda, kc int, alpha float32) {
+// packA6Trans packs six consecutive columns of a (stride lda) over kc
+// rows: op(A) = Aᵀ with all six rows present.
+func packA6Trans(d, a []float32, lda, kc int) {
+	d = d[:kc*mr]
+	for p := 0; p < kc; p++ {
+		s := a[p*lda : p*lda+mr : p*lda+mr]
+		o := d[p*mr : p*mr+mr : p*mr+mr]
+		o[0], o[1], o[2], o[3], o[4], o[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+	}
+}
+
+// packA6Go packs columns [from, kc) of six full rows of a (stride lda),
+// times alpha.
+func packA6Go(d, a []float32, lda, from, kc int, alpha float32) {
+	if from >= kc {
+		return
+	}
 	r0 := a[0*lda : 0*lda+kc]
 	r1 := a[1*lda : 1*lda+kc]
 	r2 := a[2*lda : 2*lda+kc]
@@ -344,16 +373,23 @@ func packA6(d, a []float32, lda, kc int, alpha float32) {
 	r4 := a[4*lda : 4*lda+kc]
 	r5 := a[5*lda : 5*lda+kc]
 	d = d[:kc*mr]
-	if alpha == 1 {
-		for p := 0; p < kc; p++ {
-			o := d[p*mr : p*mr+mr : p*mr+mr]
-			o[0], o[1], o[2], o[3], o[4], o[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
-		}
-		return
-	}
-	for p := 0; p < kc; p++ {
+	for p := from; p < kc; p++ {
 		o := d[p*mr : p*mr+mr : p*mr+mr]
 		o[0], o[1], o[2], o[3], o[4], o[5] = r0[p]*alpha, r1[p]*alpha, r2[p]*alpha, r3[p]*alpha, r4[p]*alpha, r5[p]*alpha
+	}
+}
+
+// packB16TransGo packs steps [from, kc) of a full 16-column panel whose
+// columns are rows of b (stride ldb).
+func packB16TransGo(d, b []float32, ldb, from, kc int) {
+	if from >= kc {
+		return
+	}
+	for j := 0; j < nr; j++ {
+		src := b[j*ldb : j*ldb+kc]
+		for p := from; p < kc; p++ {
+			d[p*nr+j] = src[p]
+		}
 	}
 }
 
@@ -367,6 +403,12 @@ func packB(dst []float32, transB bool, b []float32, ldb, p0, jc, kc, j0, j1 int)
 		d := dst[jp*kc : jp*kc+nr*kc]
 		col0 := jc + jp
 		if !transB {
+			if cols == nr {
+				for p := 0; p < kc; p++ {
+					*(*[nr]float32)(d[p*nr:]) = *(*[nr]float32)(b[(p0+p)*ldb+col0:])
+				}
+				continue
+			}
 			for p := 0; p < kc; p++ {
 				src := b[(p0+p)*ldb+col0 : (p0+p)*ldb+col0+cols]
 				dd := d[p*nr : p*nr+nr]
@@ -377,17 +419,19 @@ func packB(dst []float32, transB bool, b []float32, ldb, p0, jc, kc, j0, j1 int)
 			}
 			continue
 		}
+		if cols == nr {
+			packB16Trans(d, b[col0*ldb+p0:], ldb, kc)
+			continue
+		}
 		for j := 0; j < cols; j++ {
 			src := b[(col0+j)*ldb+p0 : (col0+j)*ldb+p0+kc]
 			for p, v := range src {
 				d[p*nr+j] = v
 			}
 		}
-		if cols < nr {
-			for p := 0; p < kc; p++ {
-				for j := cols; j < nr; j++ {
-					d[p*nr+j] = 0
-				}
+		for p := 0; p < kc; p++ {
+			for j := cols; j < nr; j++ {
+				d[p*nr+j] = 0
 			}
 		}
 	}

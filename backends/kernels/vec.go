@@ -118,3 +118,44 @@ func swigluBackwardGo(dg, du, da, g, u []float32) {
 		dg[i] = a * uv * s * (1 + gv*(1-s))
 	}
 }
+
+// AdamWConsts are the per-step scalars of an AdamW update (see
+// AdamWUpdate).
+type AdamWConsts struct {
+	Clip         float32 // gradient multiplier (global-norm clipping; 1 for none)
+	Beta1, Beta2 float32
+	InvBC1       float32 // 1/(1−β1^t)
+	InvBC2       float32 // 1/(1−β2^t)
+	Eps          float32
+	WeightDecay  float32 // 0 for parameters that do not decay
+	LR           float32
+}
+
+// AdamWUpdate applies one AdamW update to a slice of parameters:
+//
+//	g = grad·Clip
+//	m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
+//	u = m·InvBC1 / (√(v·InvBC2) + Eps) + WeightDecay·data
+//	data −= LR·u
+func AdamWUpdate(data, grad, m, v []float32, c AdamWConsts) {
+	n := len(data)
+	if len(grad) != n || len(m) != n || len(v) != n {
+		panic(fmt.Sprintf("kernels.AdamWUpdate: lengths data=%d grad=%d m=%d v=%d", n, len(grad), len(m), len(v)))
+	}
+	adamw(data, grad, m, v, &c)
+}
+
+func adamwGo(data, grad, m, v []float32, c *AdamWConsts) {
+	n := len(data)
+	grad, m, v = grad[:n], m[:n], v[:n]
+	ob1, ob2 := 1-c.Beta1, 1-c.Beta2
+	for i, g := range grad {
+		g *= c.Clip
+		mi := c.Beta1*m[i] + ob1*g
+		vi := c.Beta2*v[i] + ob2*(g*g)
+		m[i], v[i] = mi, vi
+		u := mi * c.InvBC1 / (float32(math.Sqrt(float64(vi*c.InvBC2))) + c.Eps)
+		u += c.WeightDecay * data[i]
+		data[i] -= c.LR * u
+	}
+}

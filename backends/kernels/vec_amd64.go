@@ -61,3 +61,16 @@ func swigluBackward(dg, du, da, g, u []float32) {
 	swigluBackwardAVX2(&dg[0], &du[0], &da[0], &g[0], &u[0], n)
 	swigluBackwardGo(dg[n:], du[n:], da[n:], g[n:], u[n:])
 }
+
+//go:noescape
+func adamwAVX2(data, grad, m, v *float32, n int, c *AdamWConsts)
+
+func adamw(data, grad, m, v []float32, c *AdamWConsts) {
+	n := len(data) &^ 7
+	if !hasAVX2FMA || n == 0 {
+		adamwGo(data, grad, m, v, c)
+		return
+	}
+	adamwAVX2(&data[0], &grad[0], &m[0], &v[0], n, c)
+	adamwGo(data[n:], grad[n:], m[n:], v[n:], c)
+}

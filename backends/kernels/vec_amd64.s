@@ -279,3 +279,54 @@ mxdone:
 	VMOVSS  X0, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func adamwAVX2(data, grad, m, v *float32, n int, c *AdamWConsts)
+// n is a multiple of 8. AdamWConsts: Clip, Beta1, Beta2, InvBC1, InvBC2,
+// Eps, WeightDecay, LR at offsets 0..28.
+TEXT ·adamwAVX2(SB), NOSPLIT, $0-48
+	MOVQ data+0(FP), DI
+	MOVQ grad+8(FP), SI
+	MOVQ m+16(FP), R8
+	MOVQ v+24(FP), R9
+	MOVQ n+32(FP), CX
+	MOVQ c+40(FP), AX
+	VBROADCASTSS 0(AX), Y6   // clip
+	VBROADCASTSS 4(AX), Y7   // b1
+	VBROADCASTSS 8(AX), Y8   // b2
+	VBROADCASTSS 12(AX), Y9  // 1/bc1
+	VBROADCASTSS 16(AX), Y10 // 1/bc2
+	VBROADCASTSS 20(AX), Y11 // eps
+	VBROADCASTSS 24(AX), Y12 // wd
+	VBROADCASTSS 28(AX), Y13 // lr
+	VMOVUPS expc<>+352(SB), Y14
+	VSUBPS  Y7, Y14, Y15     // 1-b1
+	VSUBPS  Y8, Y14, Y14     // 1-b2
+	SHRQ $3, CX
+	JZ   awdone
+awloop:
+	VMULPS  (SI), Y6, Y0          // g
+	VMULPS  (R8), Y7, Y1          // b1·m
+	VFMADD231PS Y0, Y15, Y1       // + (1-b1)·g
+	VMOVUPS Y1, (R8)
+	VMULPS  Y0, Y0, Y3            // g²
+	VMULPS  (R9), Y8, Y2          // b2·v
+	VFMADD231PS Y3, Y14, Y2       // + (1-b2)·g²
+	VMOVUPS Y2, (R9)
+	VMULPS  Y10, Y2, Y2
+	VSQRTPS Y2, Y2
+	VADDPS  Y11, Y2, Y2           // √(v/bc2)+eps
+	VMULPS  Y9, Y1, Y1            // m/bc1
+	VDIVPS  Y2, Y1, Y1            // u
+	VMOVUPS (DI), Y4
+	VFMADD231PS Y4, Y12, Y1       // u += wd·θ
+	VFNMADD231PS Y1, Y13, Y4      // θ -= lr·u
+	VMOVUPS Y4, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	DECQ CX
+	JNZ  awloop
+awdone:
+	VZEROUPPER
+	RET

@@ -107,3 +107,27 @@ func TestSwiGLU(t *testing.T) {
 		}
 	}
 }
+
+func TestAdamWUpdate(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, n := range []int{1, 8, 29} {
+		data, grad, m, v := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+		for i := range data {
+			data[i], grad[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+			m[i], v[i] = float32(r.NormFloat64()*0.1), float32(r.Float64()*0.1)
+		}
+		c := AdamWConsts{Clip: 0.5, Beta1: 0.9, Beta2: 0.95, InvBC1: 1 / 0.19, InvBC2: 1 / 0.0975, Eps: 1e-8, WeightDecay: 0.1, LR: 0.01}
+		d2, g2, m2, v2 := append([]float32(nil), data...), append([]float32(nil), grad...), append([]float32(nil), m...), append([]float32(nil), v...)
+		AdamWUpdate(data, grad, m, v, c)
+		for i := range d2 {
+			g := float64(g2[i]) * 0.5
+			mi := 0.9*float64(m2[i]) + 0.1*g
+			vi := 0.95*float64(v2[i]) + 0.05*g*g
+			u := mi/0.19/(math.Sqrt(vi/0.0975)+1e-8) + 0.1*float64(d2[i])
+			want := float64(d2[i]) - 0.01*u
+			if math.Abs(float64(data[i])-want) > 1e-6*(1+math.Abs(want)) || math.Abs(float64(m[i])-mi) > 1e-6 || math.Abs(float64(v[i])-vi) > 1e-6 {
+				t.Fatalf("n=%d i=%d: data %g m %g v %g, want %g %g %g", n, i, data[i], m[i], v[i], want, mi, vi)
+			}
+		}
+	}
+}

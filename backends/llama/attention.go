@@ -86,11 +86,12 @@ func newAttnDims(cfg Config, T int) attnDims {
 	return d
 }
 
-// softmaxRow turns row (scores for keys [lo, lo+len(row))) of query i into
-// probabilities over the valid keys, zero elsewhere, and returns the
-// log-sum-exp of the valid scores. With lse given (backward) it recomputes
-// the probabilities as exp(score − lse) instead.
-func (l *seqLayout) softmaxRow(row []float32, i, t, lo int, lse float32, recompute bool) float32 {
+// softmaxRow turns row (raw scores q·k for keys [lo, lo+len(row))) of query
+// i into probabilities softmax(scale·score) over the valid keys, zero
+// elsewhere, and returns the log-sum-exp of the valid scaled scores. With
+// recompute set (backward) it recomputes the probabilities as
+// exp(scale·score − lse) from the given lse instead.
+func (l *seqLayout) softmaxRow(row []float32, i, t, lo int, scale, lse float32, recompute bool) float32 {
 	if l.seg[i] < 0 {
 		clear(row)
 		return 0
@@ -101,11 +102,11 @@ func (l *seqLayout) softmaxRow(row []float32, i, t, lo int, lse float32, recompu
 		clear(row[e:])
 		v := row[a:e]
 		if recompute {
-			kernels.ExpSum(v, v, 1, -lse)
+			kernels.ExpSum(v, v, scale, -lse)
 			return lse
 		}
-		m := kernels.Max(v)
-		s := kernels.ExpSum(v, v, 1, -m)
+		m := kernels.Max(v) * scale
+		s := kernels.ExpSum(v, v, scale, -m)
 		inv := float32(1 / s)
 		for j := range v {
 			v[j] *= inv
@@ -122,7 +123,7 @@ func (l *seqLayout) softmaxRow(row []float32, i, t, lo int, lse float32, recompu
 	if recompute {
 		for j := range row {
 			if valid(j) {
-				row[j] = float32(math.Exp(float64(row[j] - lse)))
+				row[j] = float32(math.Exp(float64(scale*row[j] - lse)))
 			} else {
 				row[j] = 0
 			}
@@ -131,14 +132,14 @@ func (l *seqLayout) softmaxRow(row []float32, i, t, lo int, lse float32, recompu
 	}
 	m := float32(math.Inf(-1))
 	for j, v := range row {
-		if valid(j) && v > m {
-			m = v
+		if valid(j) && scale*v > m {
+			m = scale * v
 		}
 	}
 	var s float64
 	for j := range row {
 		if valid(j) {
-			e := math.Exp(float64(row[j] - m))
+			e := math.Exp(float64(scale*row[j] - m))
 			row[j] = float32(e)
 			s += e
 		} else {
@@ -176,11 +177,11 @@ func attentionForward(out, lse, q, k, v []float32, l *seqLayout, d attnDims, scr
 			}
 			nk := hi - lo
 			s := S[:qb*nk]
-			kernels.SgemmSerial(false, true, qb, nk, d.hd, d.scale,
+			kernels.SgemmSerial(false, true, qb, nk, d.hd, 1,
 				q[(b*T+q0)*d.qDim+h*d.hd:], d.qDim,
 				k[(b*T+lo)*d.kvDim+kvh*d.hd:], d.kvDim, 0, s, nk)
 			for t := q0; t < q1; t++ {
-				lse[(b*d.H+h)*T+t] = l.softmaxRow(s[(t-q0)*nk:(t-q0+1)*nk], b*T+t, t, lo, 0, false)
+				lse[(b*d.H+h)*T+t] = l.softmaxRow(s[(t-q0)*nk:(t-q0+1)*nk], b*T+t, t, lo, d.scale, 0, false)
 			}
 			kernels.SgemmSerial(false, false, qb, d.hd, nk, 1, s, nk,
 				v[(b*T+lo)*d.kvDim+kvh*d.hd:], d.kvDim, 0, oBlk, d.qDim)
@@ -218,9 +219,9 @@ func attentionBackward(dq, dk, dv, dout, q, k, v, out, lse []float32, l *seqLayo
 				nk := hi - lo
 				kvOff := (b*T+lo)*d.kvDim + kvh*d.hd
 				p := P[:qb*nk]
-				kernels.SgemmSerial(false, true, qb, nk, d.hd, d.scale, q[qOff:], d.qDim, k[kvOff:], d.kvDim, 0, p, nk)
+				kernels.SgemmSerial(false, true, qb, nk, d.hd, 1, q[qOff:], d.qDim, k[kvOff:], d.kvDim, 0, p, nk)
 				for t := q0; t < q1; t++ {
-					l.softmaxRow(p[(t-q0)*nk:(t-q0+1)*nk], b*T+t, t, lo, lse[(b*d.H+h)*T+t], true)
+					l.softmaxRow(p[(t-q0)*nk:(t-q0+1)*nk], b*T+t, t, lo, d.scale, lse[(b*d.H+h)*T+t], true)
 					// D = rowsum(dO ⊙ O) for this head.
 					o := out[(b*T+t)*d.qDim+h*d.hd : (b*T+t)*d.qDim+h*d.hd+d.hd]
 					g := dout[(b*T+t)*d.qDim+h*d.hd : (b*T+t)*d.qDim+h*d.hd+d.hd]
@@ -235,18 +236,19 @@ func attentionBackward(dq, dk, dv, dout, q, k, v, out, lse []float32, l *seqLayo
 				// dP = dO·Vᵀ
 				dp := dP[:qb*nk]
 				kernels.SgemmSerial(false, true, qb, nk, d.hd, 1, dout[qOff:], d.qDim, v[kvOff:], d.kvDim, 0, dp, nk)
-				// dS = P ⊙ (dP − D)
+				// dS = scale·P ⊙ (dP − D), the gradient of the raw scores.
+				sc := d.scale
 				for r := 0; r < qb; r++ {
 					pr := p[r*nk : r*nk+nk]
 					dr := dp[r*nk : r*nk+nk]
 					dd := dsum[r]
 					for j, pv := range pr {
-						dr[j] = pv * (dr[j] - dd)
+						dr[j] = sc * pv * (dr[j] - dd)
 					}
 				}
-				// dQ = scale·dS·K ; dK += scale·dSᵀ·Q
-				kernels.SgemmSerial(false, false, qb, d.hd, nk, d.scale, dp, nk, k[kvOff:], d.kvDim, 0, dq[qOff:], d.qDim)
-				kernels.SgemmSerial(true, false, nk, d.hd, qb, d.scale, dp, nk, q[qOff:], d.qDim, 1, dk[kvOff:], d.kvDim)
+				// dQ = dS·K ; dK += dSᵀ·Q
+				kernels.SgemmSerial(false, false, qb, d.hd, nk, 1, dp, nk, k[kvOff:], d.kvDim, 0, dq[qOff:], d.qDim)
+				kernels.SgemmSerial(true, false, nk, d.hd, qb, 1, dp, nk, q[qOff:], d.qDim, 1, dk[kvOff:], d.kvDim)
 			}
 		}
 	})

@@ -137,3 +137,8 @@ func addInto(dst, src []float32) {
 		}
 	})
 }
+
+// parallelCopy is copy(dst, src) spread over threads.
+func parallelCopy(dst, src []float32) {
+	kernels.ParallelRange(len(src), 1<<16, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
+}

@@ -227,7 +227,7 @@ func (m *Model) layerForward(ws *workspace, li int, acts *layerActs, in, out []f
 	d := c.HiddenSize
 	dims := newAttnDims(c, ws.T)
 	if &acts.xIn[0] != &in[0] {
-		copy(acts.xIn, in)
+		parallelCopy(acts.xIn, in)
 	}
 	// Attention block.
 	rmsNorm(ws.h, acts.xIn, acts.rstd1, p.InputNorm.Data, N, d, c.RMSNormEps)
@@ -239,7 +239,7 @@ func (m *Model) layerForward(ws *workspace, li int, acts *layerActs, in, out []f
 		m.rope.apply(acts.k, dims.kvDim, dims.KV, ws.pos, lo, hi)
 	})
 	attentionForward(acts.attn, acts.lse, acts.q, acts.k, acts.v, ws.layout, dims, ws.attnBuf)
-	copy(acts.xMid, acts.xIn)
+	parallelCopy(acts.xMid, acts.xIn)
 	linear(acts.xMid, acts.attn, N, p.O, p.OBias, true)
 	// MLP block.
 	rmsNorm(ws.h, acts.xMid, acts.rstd2, p.PostAttentionNorm.Data, N, d, c.RMSNormEps)
@@ -248,7 +248,7 @@ func (m *Model) layerForward(ws *workspace, li int, acts *layerActs, in, out []f
 	kernels.ParallelRange(len(acts.gate), 1<<14, func(lo, hi int) {
 		kernels.SwiGLU(ws.a[lo:hi], acts.gate[lo:hi], acts.up[lo:hi])
 	})
-	copy(out, acts.xMid)
+	parallelCopy(out, acts.xMid)
 	linear(out, ws.a, N, p.Down, p.DownBias, true)
 }
 
@@ -333,18 +333,21 @@ func (m *Model) LossAndGrad(b *Batch, opts LossOptions, grads *Params, scale flo
 	for li := c.NumHiddenLayers - 1; li >= 0; li-- {
 		m.layerBackward(ws, li, &grads.Layers[li])
 	}
-	// Embedding gradient: a scatter-add in position order (deterministic).
+	// Embedding gradient: a scatter-add in position order, split across
+	// threads by columns so every element is summed in the same order.
 	ge := grads.Embed.Data
-	for i := 0; i < N; i++ {
-		if ws.layout.seg[i] < 0 {
-			continue
+	kernels.ParallelRange(d, 32, func(lo, hi int) {
+		for i := 0; i < N; i++ {
+			if ws.layout.seg[i] < 0 {
+				continue
+			}
+			t := int(ws.tokens[i])
+			dst := ge[t*d+lo : t*d+hi]
+			for j, v := range ws.dResid[i*d+lo : i*d+hi] {
+				dst[j] += v
+			}
 		}
-		t := int(ws.tokens[i])
-		dst := ge[t*d : t*d+d]
-		for j, v := range ws.dResid[i*d : i*d+d] {
-			dst[j] += v
-		}
-	}
+	})
 	return res, nil
 }
 

@@ -2,6 +2,8 @@ package llama
 
 import (
 	"fmt"
+
+	"github.com/marin-go/marin/backends/kernels"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -197,8 +199,10 @@ func (p *Params) Flat() []float32 { return p.flat }
 // NumParams is the number of float32 values held.
 func (p *Params) NumParams() int { return len(p.flat) }
 
-// Zero sets every value to 0 (for gradients before a step).
-func (p *Params) Zero() { clear(p.flat) }
+// Zero sets every value to 0 (for gradients before a step), in parallel.
+func (p *Params) Zero() {
+	kernels.ParallelRange(len(p.flat), 1<<18, func(lo, hi int) { clear(p.flat[lo:hi]) })
+}
 
 // Clone returns a deep copy.
 func (p *Params) Clone() *Params {

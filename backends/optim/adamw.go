@@ -146,18 +146,23 @@ func (o *AdamW) Step(params []Param, lr float64) (StepInfo, error) {
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		return info, fmt.Errorf("adamw step %d: %w (%g)", o.State.Step, ErrNonFinite, norm)
 	}
-	// optax: g / norm * max_norm, in float32.
+	// optax scales by max_norm/‖g‖ when ‖g‖ ≥ max_norm.
 	clip := cfg.MaxGradNorm > 0 && !(norm < cfg.MaxGradNorm)
 	info.Clipped = clip
-	normF, maxF := float32(norm), float32(cfg.MaxGradNorm)
-
 	t := float64(o.State.Step + 1)
-	b1, b2 := float32(cfg.Beta1), float32(cfg.Beta2)
-	bc1 := float32(1 - math.Pow(cfg.Beta1, t))
-	bc2 := float32(1 - math.Pow(cfg.Beta2, t))
-	eps := float32(cfg.Epsilon)
+	c := kernels.AdamWConsts{
+		Clip:   1,
+		Beta1:  float32(cfg.Beta1),
+		Beta2:  float32(cfg.Beta2),
+		InvBC1: float32(1 / (1 - math.Pow(cfg.Beta1, t))),
+		InvBC2: float32(1 / (1 - math.Pow(cfg.Beta2, t))),
+		Eps:    float32(cfg.Epsilon),
+		LR:     float32(lr),
+	}
+	if clip {
+		c.Clip = float32(cfg.MaxGradNorm / norm)
+	}
 	wd := float32(cfg.WeightDecay)
-	lrF := float32(lr)
 
 	type item struct{ p, lo, hi int }
 	var items []item
@@ -169,24 +174,11 @@ func (o *AdamW) Step(params []Param, lr float64) (StepInfo, error) {
 	kernels.ParallelFor(len(items), func(_, j int) {
 		it := items[j]
 		p := params[it.p]
-		data := p.Data[it.lo:it.hi]
-		grad := p.Grad[it.lo:it.hi][:len(data)]
-		m := o.State.M[it.p][it.lo:it.hi][:len(data)]
-		v := o.State.V[it.p][it.lo:it.hi][:len(data)]
-		decay := p.Decay && wd != 0
-		for i, g := range grad {
-			if clip {
-				g = g / normF * maxF
-			}
-			mi := b1*m[i] + (1-b1)*g
-			vi := b2*v[i] + (1-b2)*(g*g)
-			m[i], v[i] = mi, vi
-			u := (mi / bc1) / (float32(math.Sqrt(float64(vi/bc2))) + eps)
-			if decay {
-				u += wd * data[i]
-			}
-			data[i] -= lrF * u
+		cc := c
+		if p.Decay {
+			cc.WeightDecay = wd
 		}
+		kernels.AdamWUpdate(p.Data[it.lo:it.hi], p.Grad[it.lo:it.hi], o.State.M[it.p][it.lo:it.hi], o.State.V[it.p][it.lo:it.hi], cc)
 	})
 	o.State.Step++
 	return info, nil

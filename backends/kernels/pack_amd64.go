@@ -1,0 +1,37 @@
+//go:build amd64 && !purego
+
+package kernels
+
+//go:noescape
+func packBTransAVX2(dst, src *float32, ldb, kc8 int)
+
+//go:noescape
+func packA6AVX2(dst, src *float32, lda, kc8 int)
+
+// packB16Trans packs a full 16-column panel whose columns are the rows of
+// b (stride ldb), over kc steps, into d.
+func packB16Trans(d, b []float32, ldb, kc int) {
+	kc8 := kc &^ 7
+	if hasAVX2FMA && kc8 > 0 {
+		_ = b[15*ldb+kc-1]
+		_ = d[kc*nr-1]
+		packBTransAVX2(&d[0], &b[0], ldb, kc8)
+	} else {
+		kc8 = 0
+	}
+	packB16TransGo(d, b, ldb, kc8, kc)
+}
+
+// packA6Rows packs six full rows of a (stride lda) over kc steps into d,
+// which must have two floats of room past d[kc*6-1].
+func packA6Rows(d, a []float32, lda, kc int) {
+	kc8 := kc &^ 7
+	if hasAVX2FMA && kc8 > 0 {
+		_ = a[5*lda+kc-1]
+		_ = d[kc8*mr+1]
+		packA6AVX2(&d[0], &a[0], lda, kc8)
+	} else {
+		kc8 = 0
+	}
+	packA6Go(d, a, lda, kc8, kc, 1)
+}
