@@ -22,7 +22,7 @@ func main() {
 	pjrt := flag.String("pjrt", "", "absolute path of the PJRT plugin (xla); default $MARIN_PJRT_PLUGIN")
 	model := flag.String("model", "1b", "1b (Llama 3.2 1B architecture) or small")
 	batch := flag.Int("batch", 8, "sequences per step")
-	seq := flag.Int("seq", 1024, "sequence length")
+	seq := flag.Int("seq", 512, "sequence length")
 	warmup := flag.Int("warmup", 2, "untimed steps (the first compiles)")
 	steps := flag.Int("steps", 10, "timed steps")
 	peak := flag.Float64("peak-tflops", 0, "device peak dense bf16 TFLOP/s for MFU (0: no MFU)")
