@@ -189,7 +189,7 @@ func (f *templateFormat) needsEscape(s string) bool {
 		if c == 0xF4 { // lead byte of U+100000–U+10FFFF, where the markers are
 			return true
 		}
-		if _, ok := f.v.byFirst[c]; ok {
+		if len(f.v.byFirst[c]) > 0 {
 			if _, ok := f.v.SpecialAt(s, i); ok {
 				return true
 			}

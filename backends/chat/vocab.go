@@ -27,7 +27,7 @@ type Vocab struct {
 	BOS, EOS     string       // from tokenizer_config.json, "" when unknown
 	ChatTemplate string       // tokenizer_config.json's chat_template ("default" when there are several)
 
-	byFirst map[byte][]int // first byte of a special → indexes into Specials, longest first
+	byFirst [256][]int // first byte of a special → indexes into Specials, longest first
 }
 
 // NewVocab reads the special tokens from a tokenizer.json's bytes and, when
@@ -120,7 +120,7 @@ func tokenString(raw json.RawMessage) (string, error) {
 
 func (v *Vocab) index() {
 	sort.SliceStable(v.Specials, func(i, j int) bool { return len(v.Specials[i].Content) > len(v.Specials[j].Content) })
-	v.byFirst = map[byte][]int{}
+	v.byFirst = [256][]int{}
 	for i, s := range v.Specials {
 		v.byFirst[s.Content[0]] = append(v.byFirst[s.Content[0]], i)
 	}

@@ -148,6 +148,10 @@ func (j *Job) Run(ctx context.Context) error {
 		return &sdk.Diagnostic{Summary: fmt.Sprintf("tokenizer %s: %v", tf.JSONPath, err), Attribute: "tokenizer"}
 	}
 
+	if tf.Config == nil && opts.Name != chat.NamePlugin {
+		j.Report.Log("warn", "no tokenizer_config.json next to the tokenizer: templates get empty bos_token and eos_token, built-in formats guess them from the special tokens",
+			"tokenizer", tf.JSONPath)
+	}
 	var format chat.Format
 	var pluginInfo *tokencache.PluginInfo
 	if opts.Name == chat.NamePlugin {
