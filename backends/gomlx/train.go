@@ -98,9 +98,9 @@ type Model struct {
 	m, v   []*tensors.Tensor // Adam moments; nil before the first step
 	steps  int               // optimizer steps applied
 
-	optim                                           Optim
-	stepExec, gradExec, accExec, applyExec, logitsX *Exec
-	closed                                          bool
+	optim                                                  Optim
+	stepExec, gradExec, accExec, applyExec, logitsX, evalX *Exec
+	closed                                                 bool
 }
 
 // New places a model with the given weights (HF names, row-major float32)
@@ -195,7 +195,7 @@ func (m *Model) SetOptim(o Optim) {
 	if o != m.optim {
 		m.optim = o
 		// The graphs bake the hyper-parameters in.
-		m.stepExec, m.applyExec, m.gradExec = nil, nil, nil
+		m.stepExec, m.applyExec, m.gradExec, m.evalX = nil, nil, nil, nil
 	}
 }
 
@@ -210,7 +210,7 @@ func (m *Model) Close() error {
 	}
 	m.closed = true
 	return try(func() error {
-		for _, e := range []*Exec{m.stepExec, m.gradExec, m.accExec, m.applyExec, m.logitsX} {
+		for _, e := range []*Exec{m.stepExec, m.gradExec, m.accExec, m.applyExec, m.logitsX, m.evalX} {
 			if e != nil {
 				e.Finalize()
 			}
@@ -343,6 +343,9 @@ type StepResult struct {
 	Objective float64 // the mean of what was minimised: cross-entropy plus z-loss
 	GradNorm  float64 // global gradient norm before clipping
 	Tokens    float64 // loss-mask weight in the batch
+	// LossSum and ZLossSum are the sums behind Loss and Objective
+	// (Objective = (LossSum+ZLossSum)/Tokens), for exact accumulation.
+	LossSum, ZLossSum float64
 }
 
 // TrainStep applies one AdamW step on the mean loss over all micro-batches
@@ -398,7 +401,7 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...Batch) (Step
 		cnt := float64(tensors.ToScalar[float32](outs[3*P+1]))
 		ce := float64(tensors.ToScalar[float32](outs[3*P+3]))
 		res = StepResult{Loss: ce / math.Max(cnt, 1), Objective: obj / math.Max(cnt, 1), Tokens: cnt,
-			GradNorm: float64(tensors.ToScalar[float32](outs[3*P+2]))}
+			GradNorm: float64(tensors.ToScalar[float32](outs[3*P+2])), LossSum: ce, ZLossSum: obj - ce}
 		return nil
 	})
 	return res, err
@@ -638,4 +641,53 @@ func (m *Model) SetOptimizerState(mom, vel map[string][]float32, steps int) erro
 	}
 	m.m, m.v, m.steps = ms, vs, steps
 	return nil
+}
+
+// EvalResult is a loss over a batch as sums (see StepResult).
+type EvalResult struct {
+	LossSum, ZLossSum, Tokens float64
+}
+
+// Eval returns the batch's loss sums without gradients (evaluation).
+func (m *Model) Eval(ctx context.Context, b Batch) (EvalResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return EvalResult{}, errClosed
+	}
+	if err := b.check(m.cfg.VocabSize); err != nil {
+		return EvalResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return EvalResult{}, err
+	}
+	P := len(m.specs)
+	var res EvalResult
+	err := try(func() error {
+		if m.evalX == nil {
+			e, err := m.exec("eval", func(g *Graph, in []*Node) []*Node {
+				obj, ce, count := m.graphOf(in[:P]).lossSum(asBatch(in[P:]))
+				return []*Node{obj, ce, count}
+			})
+			if err != nil {
+				return err
+			}
+			m.evalX = e
+		}
+		args := make([]any, 0, P+numBatchInputs)
+		for _, p := range m.params {
+			args = append(args, p)
+		}
+		out, err := m.evalX.Exec(append(args, m.batchInputs(b)...)...)
+		if err != nil {
+			return err
+		}
+		obj, ce := float64(tensors.ToScalar[float32](out[0])), float64(tensors.ToScalar[float32](out[1]))
+		res = EvalResult{LossSum: ce, ZLossSum: obj - ce, Tokens: float64(tensors.ToScalar[float32](out[2]))}
+		for _, t := range out {
+			t.FinalizeAll()
+		}
+		return nil
+	})
+	return res, err
 }
