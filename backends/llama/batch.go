@@ -13,9 +13,9 @@ import "fmt"
 // document per row (all 0).
 //
 // Positions are the RoPE positions. A nil Positions derives them: each
-// position's index within its segment (0 at a segment's first token,
-// counting up; 0 for padding). Packed rows therefore restart positions at
-// every document.
+// position's index within its run of equal segment ids (0 at a document's
+// first token, counting up; 0 for padding). Packed rows therefore restart
+// positions at every document.
 //
 // LossMask is already shifted for next-token prediction: LossMask[b·T+t]
 // true means the loss includes −log p(Tokens[b·T+t+1] | Tokens[b·T+0..t]),
@@ -108,9 +108,6 @@ func (b *Batch) Validate(cfg Config) error {
 				return fmt.Errorf("batch: loss mask set at row %d position %d whose next token is in another segment (%d → %d); targets must not cross documents", r, t, s0, s1)
 			}
 		}
-	}
-	if !cfg.TieWordEmbeddings && cfg.VocabSize == 0 {
-		return fmt.Errorf("batch: empty vocabulary")
 	}
 	return nil
 }

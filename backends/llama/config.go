@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
+	"strings"
 )
 
 // Config describes a Llama-family decoder. Its JSON field names are Hugging
@@ -37,9 +39,9 @@ type Config struct {
 	// AttentionBias adds biases to q, k, v and o projections (Llama's
 	// meaning). Qwen2 models (ModelType "qwen2") always have q, k, v biases
 	// and no o bias, whatever this says.
-	AttentionBias bool `json:"attention_bias,omitempty"`
+	AttentionBias bool `json:"attention_bias"`
 	// MLPBias adds biases to gate, up and down projections.
-	MLPBias bool `json:"mlp_bias,omitempty"`
+	MLPBias bool `json:"mlp_bias"`
 
 	HiddenAct        string  `json:"hidden_act,omitempty"`        // must be "silu"
 	InitializerRange float64 `json:"initializer_range,omitempty"` // 0 means 0.02
@@ -53,6 +55,94 @@ type Config struct {
 	EOSTokenID json.RawMessage `json:"eos_token_id,omitempty"` // an id or a list of ids
 	PadTokenID *int            `json:"pad_token_id,omitempty"`
 	TorchDtype string          `json:"torch_dtype,omitempty"`
+
+	// Extra holds the config.json keys this struct does not model
+	// (transformers_version, use_cache, max_window_layers, …), written back
+	// unchanged by MarshalJSON.
+	Extra map[string]json.RawMessage `json:"-"`
+}
+
+// configKeys are the JSON keys Config models.
+var configKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
+}()
+
+// UnmarshalJSON reads a config.json, keeping unknown keys in Extra. Fields
+// absent from the JSON keep their current values (ParseConfig relies on
+// this for defaults).
+func (c *Config) UnmarshalJSON(data []byte) error {
+	type plain Config
+	p := plain(*c)
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return err
+	}
+	*c = Config(p)
+	c.Extra = nil
+	for k, v := range all {
+		if !configKeys[k] {
+			if c.Extra == nil {
+				c.Extra = map[string]json.RawMessage{}
+			}
+			c.Extra[k] = v
+		}
+	}
+	return nil
+}
+
+// MarshalJSON writes the modelled fields and the Extra keys.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type plain Config
+	known, err := json.Marshal(plain(c))
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Extra) == 0 {
+		return known, nil
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(known, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range c.Extra {
+		if _, ok := all[k]; !ok {
+			all[k] = v
+		}
+	}
+	return json.Marshal(all)
+}
+
+// ForExport returns the normalized config with what transformers needs to
+// load a checkpoint filled in when absent: architectures
+// (LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM by model_type)
+// and torch_dtype "float32".
+func (c Config) ForExport() Config {
+	n := c.Normalized()
+	if len(n.Architectures) == 0 {
+		switch n.ModelType {
+		case "qwen2":
+			n.Architectures = []string{"Qwen2ForCausalLM"}
+		case "mistral":
+			n.Architectures = []string{"MistralForCausalLM"}
+		default:
+			n.Architectures = []string{"LlamaForCausalLM"}
+		}
+	}
+	if n.TorchDtype == "" {
+		n.TorchDtype = "float32"
+	}
+	return n
 }
 
 // RopeScaling is HF's rope_scaling object. RopeType "default" (or an absent
