@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -128,14 +129,23 @@ func TestEndToEndThroughMarin(t *testing.T) {
 	writeShard(t, docs, "default/train/shard_00000.jsonl.gz", rowsOf(genDocs(newRand(), "e2e", 50, 6)))
 	tokPath, _ := filepath.Abs(tinyTokenizer)
 	script := filepath.Join(work, "vicuna.star")
+	// A raw JSON-lines file that the built-in datasets plugin turns into
+	// documents first, tokenized with a built-in format.
+	var raw []any
+	for _, d := range genDocs(newRand(), "raw", 30, 6) {
+		raw = append(raw, map[string]any{"messages": d.Messages})
+	}
+	writeShard(t, work, "data/mine.jsonl", raw)
 	src := `
-tok = default_tokenize(
+vicuna = default_tokenize(
     name = "vicuna_docs",
     dataset = ` + quoteStar(docs) + `,
     tokenizer = ` + quoteStar(tokPath) + `,
     format = ChatFormat(name = "plugin", plugin = "vicuna", system_prompt = "be helpful"),
 )
-executor_main(tok)
+mine = get_instruction_dataset(path = "data/mine.jsonl", adapter = "messages")
+llama = default_tokenize(dataset = mine, tokenizer = ` + quoteStar(tokPath) + `, format = llama3_instruct_chat_format, is_validation = True)
+executor_main(vicuna, llama)
 `
 	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -157,6 +167,14 @@ executor_main(tok)
 	json.Unmarshal(c.Manifest().Format, &f)
 	if c.NumDocs() != 50 || c.Manifest().FormatPlugin == nil || c.Manifest().FormatPlugin.Name != "vicuna" || f["system_prompt"] != "be helpful" {
 		t.Errorf("cache: %d docs, manifest %+v", c.NumDocs(), c.Manifest())
+	}
+	matches, _ = filepath.Glob(filepath.Join(prefix, "tokenized", "mine-*", tokencache.ManifestName))
+	if len(matches) != 1 {
+		t.Fatalf("no token cache for the documents step:\n%s", out)
+	}
+	c = openCache(t, filepath.Dir(matches[0]))
+	if m := c.Manifest(); c.NumDocs() != 30 || !m.IsValidation || !strings.HasPrefix(m.Input, "file://") || m.Shards[0].Source != "default/train/shard_00000.jsonl.gz" {
+		t.Errorf("documents → cache: %d docs, manifest %+v", c.NumDocs(), m)
 	}
 }
 

@@ -28,7 +28,6 @@ type shardRun struct {
 	job           *Job
 	format        chat.Format
 	enc           *chat.Encoder
-	vocab         *chat.Vocab
 	fingerprint   string
 	messagesField string
 }
@@ -36,7 +35,6 @@ type shardRun struct {
 // batch is a run of lines of one input shard.
 type batch struct {
 	seq       int
-	firstLine int // 1-based line number of lines[0]
 	lines     [][]byte
 	lineNos   []int
 	results   []docResult

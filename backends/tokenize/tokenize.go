@@ -175,7 +175,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 
 	fp := fingerprint(tf.SHA256, opts, pluginInfo)
-	run := &shardRun{job: j, format: format, enc: chat.NewEncoder(vocab), vocab: vocab, fingerprint: fp, messagesField: opts.MessagesField}
+	run := &shardRun{job: j, format: format, enc: chat.NewEncoder(vocab), fingerprint: fp, messagesField: opts.MessagesField}
 	m := &tokencache.Manifest{
 		Tokenizer:    tokencache.TokenizerInfo{Name: c.Tokenizer, File: tf.JSONPath, SHA256: tf.SHA256, VocabSize: tok.VocabSize()},
 		Format:       canonicalFormat(opts),
