@@ -312,6 +312,11 @@ func testBadBatch(t *testing.T, b Backend) {
 		t.Errorf("a token outside the vocabulary was accepted")
 	}
 	bt = TestBatch(vocabOf(t, f.Config), 1)
+	bt.LossMask[4] = 1 // position 4 ends row 0's first document: its target is another document's
+	if _, _, err := m.LossAndGrads(ctx, bt, 0); err == nil {
+		t.Errorf("a target crossing documents was accepted")
+	}
+	bt = TestBatch(vocabOf(t, f.Config), 1)
 	bt.LossMask = bt.LossMask[:3]
 	if _, err := m.TrainStep(ctx, bt, TrainOptim, 1e-3); err == nil {
 		t.Errorf("a batch with a short loss mask was accepted")

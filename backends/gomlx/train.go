@@ -72,9 +72,19 @@ func (b Batch) check(vocab int) error {
 			return fmt.Errorf("batch: token %d at %d outside the vocabulary (%d)", t, i, vocab)
 		}
 	}
-	for r := range b.BatchSize {
-		if b.LossMask[(r+1)*b.SeqLen-1] != 0 {
+	for i, w := range b.LossMask {
+		if w == 0 {
+			continue
+		}
+		r, t := i/b.SeqLen, i%b.SeqLen
+		if !(w > 0) || math.IsInf(float64(w), 0) {
+			return fmt.Errorf("batch: loss weight %v at row %d position %d", w, r, t)
+		}
+		if t == b.SeqLen-1 {
 			return fmt.Errorf("batch: row %d: the loss mask of the last position must be 0 (it has no next token)", r)
+		}
+		if s := b.SegmentIDs[i]; s < 0 || s != b.SegmentIDs[i+1] {
+			return fmt.Errorf("batch: loss mask set at row %d position %d whose next token is in another segment; targets must not cross documents", r, t)
 		}
 	}
 	return nil
