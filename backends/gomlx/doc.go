@@ -12,15 +12,17 @@
 //     state. Nothing is downloaded; without a plugin it fails saying so.
 //
 // Weights use Hugging Face names and layouts (model.layers.N.self_attn.
-// q_proj.weight is [out, in]); checkpoints and hf/ exports are the files
-// described in checkpoint.go, the same for the cpu backend, so a run can
+// q_proj.weight is [out, in]); checkpoints and hf/ exports are
+// backends/checkpoint's files, the same for the cpu backend, so a run can
 // move between backends at a checkpoint. backends/conformance holds the
 // suite both backends pass; Conformance adapts this package to it.
 //
-// Entry points: New / LoadHF / LoadCheckpoint give a *Model; Model.TrainStep
-// (one AdamW step, several micro-batches accumulate), LossAndGrads,
-// Generate, SaveCheckpoint, ExportHF. Plugin is the built-in "gomlx" backend
-// plugin. gpucheck.sh measures throughput and MFU on a GPU.
+// Entry points: New / NewFromJSON / LoadHF / LoadCheckpoint give a *Model;
+// Model.TrainStep (one AdamW step; several micro-batches accumulate), Eval,
+// LossAndGrads, Generate, SaveCheckpoint, ExportHF. TrainEngine puts a Model
+// behind backends/train's types (llama.Batch, optim.State) so the train
+// op's loop can drive it. Plugin is the built-in "gomlx" backend plugin.
+// gpucheck.sh measures throughput and MFU on a GPU.
 //
 // # GoMLX v0.26.0 workarounds
 //
