@@ -9,7 +9,9 @@
 //   - XLA through a PJRT plugin file named by configuration on GPU/TPU
 //     (Options.PJRTPlugin, resources.pjrt_plugin or $MARIN_PJRT_PLUGIN, an
 //     absolute path), bf16 compute with float32 master weights and optimizer
-//     state. Nothing is downloaded; without a plugin it fails saying so.
+//     state, data-parallel over all local devices (or resources.num_devices):
+//     GoMLX's SPMD execution with gradients summed by AllReduce. Nothing is
+//     downloaded; without a plugin it fails saying so.
 //
 // Weights use Hugging Face names and layouts (model.layers.N.self_attn.
 // q_proj.weight is [out, in]); checkpoints and hf/ exports are

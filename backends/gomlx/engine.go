@@ -41,6 +41,9 @@ type Options struct {
 	// state. Default: on for EngineXLA, off for EngineGo (the pure-Go engine
 	// only emulates bf16, so it is slower there, not faster).
 	BF16 *bool
+	// Devices is how many of the engine's devices to train on,
+	// data-parallel (resources.num_devices); 0 means all of them.
+	Devices int
 }
 
 func (o Options) bf16() bool {

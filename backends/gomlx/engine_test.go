@@ -113,3 +113,10 @@ func TestBF16ComputeTracksFloat32(t *testing.T) {
 	}
 	t.Logf("float32 %v\nbf16    %v", losses[0], losses[1])
 }
+
+func TestMoreDevicesThanTheEngineHas(t *testing.T) {
+	_, err := New(BenchSmall, InitWeights(BenchSmall, 0), Options{Devices: 2})
+	if err == nil || !strings.Contains(err.Error(), "2 devices requested") {
+		t.Fatalf("got %v", err)
+	}
+}

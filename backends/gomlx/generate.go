@@ -45,7 +45,7 @@ func (m *Model) nextLogits(ctx context.Context, tokens []int32) ([]float32, erro
 	var out []float32
 	err := try(func() error {
 		if m.logitsX == nil {
-			e, err := m.exec("next_logits", func(g *Graph, in []*Node) []*Node {
+			e, err := m.exec("next_logits", false, func(g *Graph, in []*Node) []*Node {
 				mg := m.graphOf(in[:P])
 				bn := asBatch(in[P : P+numBatchInputs])
 				h := mg.hidden(bn) // [1, L, D]
@@ -59,7 +59,7 @@ func (m *Model) nextLogits(ctx context.Context, tokens []int32) ([]float32, erro
 			m.logitsX = e
 		}
 		args := make([]any, 0, P+numBatchInputs+1)
-		for _, p := range m.params {
+		for _, p := range m.dev[0].params {
 			args = append(args, p)
 		}
 		args = append(append(args, m.batchInputs(b)...), tensors.FromValue(int32(len(tokens)-1)))

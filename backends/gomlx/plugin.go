@@ -44,6 +44,7 @@ type Resources struct {
 	Backend    string `json:"backend"`
 	Device     string `json:"device"`      // cpu, cuda or tpu
 	PJRTPlugin string `json:"pjrt_plugin"` // absolute path of the PJRT plugin for cuda/tpu
+	NumDevices int    `json:"num_devices"` // devices to train on, data-parallel; 0: all
 }
 
 // Options turns resources into engine options: the pure-Go engine on cpu,
@@ -56,11 +57,11 @@ func (r Resources) Options() (Options, error) {
 	case "", "cpu":
 		if r.PJRTPlugin != "" {
 			// An explicit plugin on cpu means XLA's CPU plugin.
-			return Options{Engine: EngineXLA, PJRTPlugin: r.PJRTPlugin}, nil
+			return Options{Engine: EngineXLA, PJRTPlugin: r.PJRTPlugin, Devices: r.NumDevices}, nil
 		}
-		return Options{Engine: EngineGo}, nil
+		return Options{Engine: EngineGo, Devices: r.NumDevices}, nil
 	case "cuda", "tpu":
-		return Options{Engine: EngineXLA, PJRTPlugin: r.PJRTPlugin}, nil
+		return Options{Engine: EngineXLA, PJRTPlugin: r.PJRTPlugin, Devices: r.NumDevices}, nil
 	}
 	return Options{}, &sdk.Diagnostic{Summary: fmt.Sprintf("resources.device %q: want cpu, cuda or tpu", r.Device), Attribute: "resources.device"}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	gobackends "github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/distributed"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX graph code reads best with the dot import.
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -104,13 +105,30 @@ type Model struct {
 	// written back verbatim by exports so every backend's agree.
 	rawConfig []byte
 
-	params []*tensors.Tensor // float32 master weights, in specs order
-	m, v   []*tensors.Tensor // Adam moments; nil before the first step
-	steps  int               // optimizer steps applied
+	// dev holds one copy of the training state per device used; training
+	// runs data-parallel over them (SPMD, gradients summed by AllReduce),
+	// and dev[0] serves reads, evaluation and decoding.
+	dev   []*replica
+	mesh  *distributed.DeviceMesh // nil on one device
+	steps int                     // optimizer steps applied
 
-	optim                                                  Optim
-	stepExec, gradExec, accExec, applyExec, logitsX, evalX *Exec
-	closed                                                 bool
+	optim Optim
+	// Run on every device: the fused step, and gradient accumulation's
+	// three graphs.
+	stepExec, gradAccExec, accExec, applyExec *Exec
+	// Run on device 0.
+	gradExec, logitsX, evalX *Exec
+	closed                   bool
+}
+
+// replica is one device's training state, in specs order.
+type replica struct {
+	params []*tensors.Tensor // float32 master weights
+	m, v   []*tensors.Tensor // Adam moments; nil before the first step
+}
+
+func (r *replica) all() []*tensors.Tensor {
+	return append(append(append([]*tensors.Tensor(nil), r.params...), r.m...), r.v...)
 }
 
 // New places a model with the given weights (HF names, row-major float32)
@@ -131,6 +149,18 @@ func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error)
 	if opts.bf16() {
 		m.cd = dtypes.BFloat16
 	}
+	ndev := b.NumDevices()
+	if opts.Devices > 0 {
+		if opts.Devices > ndev {
+			return nil, fmt.Errorf("gomlx: %d devices requested, the engine has %d", opts.Devices, ndev)
+		}
+		ndev = opts.Devices
+	}
+	if ndev > 1 {
+		if m.mesh, err = distributed.NewDeviceMesh([]int{ndev}, []string{"data"}); err != nil {
+			return nil, fmt.Errorf("gomlx: device mesh: %w", err)
+		}
+	}
 	for _, s := range m.specs {
 		w, ok := weights[s.Name]
 		if !ok {
@@ -139,10 +169,19 @@ func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error)
 		if len(w) != size(s.Shape) {
 			return nil, fmt.Errorf("gomlx: %s has %d values, want %v", s.Name, len(w), s.Shape)
 		}
-		m.params = append(m.params, tensors.FromFlatDataAndDimensions(append([]float32(nil), w...), s.Shape...))
+	}
+	for range ndev {
+		r := &replica{}
+		for _, s := range m.specs {
+			r.params = append(r.params, tensors.FromFlatDataAndDimensions(append([]float32(nil), weights[s.Name]...), s.Shape...))
+		}
+		m.dev = append(m.dev, r)
 	}
 	return m, nil
 }
+
+// Devices returns how many devices the model trains on.
+func (m *Model) Devices() int { return len(m.dev) }
 
 // NewFromJSON is New for a config.json's content, which exports keep as given.
 func NewFromJSON(configJSON []byte, weights map[string][]float32, opts Options) (*Model, error) {
@@ -205,7 +244,7 @@ func (m *Model) SetOptim(o Optim) {
 	if o != m.optim {
 		m.optim = o
 		// The graphs bake the hyper-parameters in.
-		m.stepExec, m.applyExec, m.gradExec, m.evalX = nil, nil, nil, nil
+		m.stepExec, m.gradAccExec, m.applyExec, m.gradExec, m.evalX = nil, nil, nil, nil, nil
 	}
 }
 
@@ -220,13 +259,13 @@ func (m *Model) Close() error {
 	}
 	m.closed = true
 	return try(func() error {
-		for _, e := range []*Exec{m.stepExec, m.gradExec, m.accExec, m.applyExec, m.logitsX, m.evalX} {
+		for _, e := range []*Exec{m.stepExec, m.gradAccExec, m.accExec, m.applyExec, m.gradExec, m.logitsX, m.evalX} {
 			if e != nil {
 				e.Finalize()
 			}
 		}
-		for _, ts := range [][]*tensors.Tensor{m.params, m.m, m.v} {
-			for _, t := range ts {
+		for _, r := range m.dev {
+			for _, t := range r.all() {
 				t.FinalizeAll()
 			}
 		}
@@ -330,7 +369,9 @@ func (m *Model) applyGraph(params, mom, vel, grads []*Node, count, lr, bc1, bc2 
 	return newP, newM, newV, norm
 }
 
-func (m *Model) exec(name string, fn func(g *Graph, in []*Node) []*Node) (*Exec, error) {
+// exec builds an Exec running fn on device 0, or with spmd on every
+// device of the mesh (each with its own inputs, device-major).
+func (m *Model) exec(name string, spmd bool, fn func(g *Graph, in []*Node) []*Node) (*Exec, error) {
 	var e *Exec
 	err := try(func() error {
 		var err error
@@ -341,10 +382,52 @@ func (m *Model) exec(name string, fn func(g *Graph, in []*Node) []*Node) (*Exec,
 		})
 		if err == nil {
 			e = e.WithName(name)
+			if spmd && m.mesh != nil {
+				e = e.SPMD(m.mesh)
+			}
 		}
 		return err
 	})
 	return e, err
+}
+
+// allReduce sums nodes over the devices of a data-parallel graph.
+func allReduce(g *Graph, nodes []*Node) []*Node {
+	if g.NumDevices() <= 1 {
+		return nodes
+	}
+	return g.Distributed().AllReduce(nodes, gobackends.ReduceOpSum)
+}
+
+// reducedApply sums the local gradient and loss sums over devices and
+// applies AdamW; every device computes the same update.
+func (m *Model) reducedApply(g *Graph, params, mom, vel, grads []*Node, obj, count, ce, lr, bc1, bc2 *Node) []*Node {
+	P := len(params)
+	red := allReduce(g, append(append([]*Node(nil), grads...), obj, count, ce))
+	np, nm, nv, norm := m.applyGraph(params, mom, vel, red[:P], red[P+1], lr, bc1, bc2)
+	return append(append(append(np, nm...), nv...), red[P], red[P+1], norm, red[P+2])
+}
+
+// split divides b's rows among the devices.
+func (m *Model) split(b Batch) ([]Batch, error) {
+	n := len(m.dev)
+	if n == 1 {
+		return []Batch{b}, nil
+	}
+	if b.BatchSize%n != 0 {
+		return nil, fmt.Errorf("gomlx: batch of %d rows does not split over %d devices (use a multiple, or resources.num_devices)", b.BatchSize, n)
+	}
+	rows := b.BatchSize / n
+	var out []Batch
+	for d := range n {
+		lo, hi := d*rows*b.SeqLen, (d+1)*rows*b.SeqLen
+		p := Batch{BatchSize: rows, SeqLen: b.SeqLen, Tokens: b.Tokens[lo:hi], LossMask: b.LossMask[lo:hi], SegmentIDs: b.SegmentIDs[lo:hi]}
+		if b.Positions != nil {
+			p.Positions = b.Positions[lo:hi]
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // StepResult reports one optimizer step.
@@ -378,32 +461,53 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...Batch) (Step
 		return StepResult{}, err
 	}
 	P := len(m.specs)
-	if m.m == nil {
-		for _, s := range m.specs {
-			m.m = append(m.m, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
-			m.v = append(m.v, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
+	var parts [][]Batch // [micro-batch][device]
+	for _, b := range micro {
+		p, err := m.split(b)
+		if err != nil {
+			return StepResult{}, err
+		}
+		parts = append(parts, p)
+	}
+	for _, r := range m.dev {
+		if r.m == nil {
+			for _, s := range m.specs {
+				r.m = append(r.m, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
+				r.v = append(r.v, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
+			}
 		}
 	}
 	t := float64(m.steps + 1)
-	scalars := []any{
-		tensors.FromValue(float32(lr)),
-		tensors.FromValue(float32(1 - math.Pow(m.optim.Beta1, t))),
-		tensors.FromValue(float32(1 - math.Pow(m.optim.Beta2, t))),
+	scalars := func() []any { // a fresh set per device
+		return []any{
+			tensors.FromValue(float32(lr)),
+			tensors.FromValue(float32(1 - math.Pow(m.optim.Beta1, t))),
+			tensors.FromValue(float32(1 - math.Pow(m.optim.Beta2, t))),
+		}
 	}
-	var outs []*tensors.Tensor
+	var outs []*tensors.Tensor // device-major: per device 3P+4
 	err := try(func() error {
 		var err error
 		if len(micro) == 1 {
-			outs, err = m.fusedStep(micro[0], scalars)
+			outs, err = m.fusedStep(parts[0], scalars)
 		} else {
-			outs, err = m.accumulatedStep(ctx, micro, scalars)
+			outs, err = m.accumulatedStep(ctx, parts, scalars)
 		}
 		return err
 	})
 	if err != nil {
 		return StepResult{}, fmt.Errorf("gomlx: train step %d: %w", m.steps+1, err)
 	}
-	m.params, m.m, m.v = outs[:P], outs[P:2*P], outs[2*P:3*P]
+	per := 3*P + 4
+	for d, r := range m.dev {
+		o := outs[d*per : (d+1)*per]
+		r.params, r.m, r.v = o[:P], o[P:2*P], o[2*P:3*P]
+		if d > 0 {
+			for _, t := range o[3*P:] {
+				t.FinalizeAll()
+			}
+		}
+	}
 	m.steps++
 	var res StepResult
 	err = try(func() error {
@@ -417,59 +521,63 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...Batch) (Step
 	return res, err
 }
 
-// state returns params, m and v donated to the next execution.
-func (m *Model) donatedState() ([]any, error) {
+// donatedState returns device d's params, m and v donated to the next execution.
+func (m *Model) donatedState(d int) ([]any, error) {
 	var out []any
-	for _, ts := range [][]*tensors.Tensor{m.params, m.m, m.v} {
-		for _, t := range ts {
-			d, err := DonateTensorBuffer(t, m.backend, 0)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, d)
+	for _, t := range m.dev[d].all() {
+		dt, err := DonateTensorBuffer(t, m.backend, gobackends.DeviceNum(d))
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, dt)
 	}
 	return out, nil
 }
 
-func (m *Model) fusedStep(b Batch, scalars []any) ([]*tensors.Tensor, error) {
+// fusedStep runs gradients and the update as one graph; parts holds each
+// device's rows.
+func (m *Model) fusedStep(parts []Batch, scalars func() []any) ([]*tensors.Tensor, error) {
 	P := len(m.specs)
 	if m.stepExec == nil {
-		e, err := m.exec("train_step", func(g *Graph, in []*Node) []*Node {
+		e, err := m.exec("train_step", true, func(g *Graph, in []*Node) []*Node {
 			params, mom, vel := in[:P], in[P:2*P], in[2*P:3*P]
 			bn := asBatch(in[3*P : 3*P+numBatchInputs])
 			sc := in[3*P+numBatchInputs:]
 			obj, ce, count, grads := m.gradsGraph(params, bn)
-			np, nm, nv, norm := m.applyGraph(params, mom, vel, grads, count, sc[0], sc[1], sc[2])
-			return append(append(append(np, nm...), nv...), obj, count, norm, ce)
+			return m.reducedApply(g, params, mom, vel, grads, obj, count, ce, sc[0], sc[1], sc[2])
 		})
 		if err != nil {
 			return nil, err
 		}
 		m.stepExec = e
 	}
-	args, err := m.donatedState()
-	if err != nil {
-		return nil, err
+	var args []any
+	for d := range m.dev {
+		st, err := m.donatedState(d)
+		if err != nil {
+			return nil, err
+		}
+		args = append(append(append(args, st...), m.batchInputs(parts[d])...), scalars()...)
 	}
-	args = append(append(args, m.batchInputs(b)...), scalars...)
 	return m.stepExec.Exec(args...)
 }
 
-func (m *Model) accumulatedStep(ctx context.Context, micro []Batch, scalars []any) ([]*tensors.Tensor, error) {
+// accumulatedStep sums gradients over micro-batches on each device, then
+// sums over devices and applies the update. parts is [micro-batch][device].
+func (m *Model) accumulatedStep(ctx context.Context, parts [][]Batch, scalars func() []any) ([]*tensors.Tensor, error) {
 	P := len(m.specs)
-	if m.gradExec == nil {
-		e, err := m.exec("grads", func(g *Graph, in []*Node) []*Node {
+	if m.gradAccExec == nil {
+		e, err := m.exec("grads", true, func(g *Graph, in []*Node) []*Node {
 			obj, ce, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
 			return append(grads, obj, count, ce)
 		})
 		if err != nil {
 			return nil, err
 		}
-		m.gradExec = e
+		m.gradAccExec = e
 	}
 	if m.accExec == nil {
-		e, err := m.exec("accumulate", func(g *Graph, in []*Node) []*Node {
+		e, err := m.exec("accumulate", true, func(g *Graph, in []*Node) []*Node {
 			n := len(in) / 2
 			out := make([]*Node, n)
 			for i := range out {
@@ -483,28 +591,31 @@ func (m *Model) accumulatedStep(ctx context.Context, micro []Batch, scalars []an
 		m.accExec = e
 	}
 	if m.applyExec == nil {
-		e, err := m.exec("apply", func(g *Graph, in []*Node) []*Node {
+		e, err := m.exec("apply", true, func(g *Graph, in []*Node) []*Node {
 			params, mom, vel, grads := in[:P], in[P:2*P], in[2*P:3*P], in[3*P:4*P]
-			sc := in[4*P:]
-			// sc: objective, count, cross-entropy, lr, bc1, bc2.
-			np, nm, nv, norm := m.applyGraph(params, mom, vel, grads, sc[1], sc[3], sc[4], sc[5])
-			return append(append(append(np, nm...), nv...), sc[0], sc[1], norm, sc[2])
+			sc := in[4*P:] // objective, count, cross-entropy, lr, bc1, bc2
+			return m.reducedApply(g, params, mom, vel, grads, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5])
 		})
 		if err != nil {
 			return nil, err
 		}
 		m.applyExec = e
 	}
-	var acc []*tensors.Tensor // grads..., objective, count, cross-entropy
-	for _, b := range micro {
+	n := len(m.dev)
+	per := P + 3
+	var acc []*tensors.Tensor // device-major: grads..., objective, count, cross-entropy
+	for _, devParts := range parts {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		args := make([]any, 0, P+numBatchInputs)
-		for _, p := range m.params {
-			args = append(args, p)
+		var args []any
+		for d, r := range m.dev {
+			for _, p := range r.params {
+				args = append(args, p)
+			}
+			args = append(args, m.batchInputs(devParts[d])...)
 		}
-		out, err := m.gradExec.Exec(append(args, m.batchInputs(b)...)...)
+		out, err := m.gradAccExec.Exec(args...)
 		if err != nil {
 			return nil, err
 		}
@@ -512,12 +623,14 @@ func (m *Model) accumulatedStep(ctx context.Context, micro []Batch, scalars []an
 			acc = out
 			continue
 		}
-		in := make([]any, 0, 2*len(out))
-		for _, t := range acc {
-			in = append(in, t)
-		}
-		for _, t := range out {
-			in = append(in, t)
+		var in []any
+		for d := range n {
+			for _, t := range acc[d*per : (d+1)*per] {
+				in = append(in, t)
+			}
+			for _, t := range out[d*per : (d+1)*per] {
+				in = append(in, t)
+			}
 		}
 		next, err := m.accExec.Exec(in...)
 		if err != nil {
@@ -528,14 +641,18 @@ func (m *Model) accumulatedStep(ctx context.Context, micro []Batch, scalars []an
 		}
 		acc = next
 	}
-	args, err := m.donatedState()
-	if err != nil {
-		return nil, err
+	var args []any
+	for d := range n {
+		st, err := m.donatedState(d)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, st...)
+		for _, t := range acc[d*per : (d+1)*per] {
+			args = append(args, t)
+		}
+		args = append(args, scalars()...)
 	}
-	for _, t := range acc[:P] {
-		args = append(args, t)
-	}
-	args = append(append(args, acc[P], acc[P+1], acc[P+2]), scalars...)
 	return m.applyExec.Exec(args...)
 }
 
@@ -555,7 +672,7 @@ func (m *Model) LossAndGrads(ctx context.Context, b Batch) (float64, map[string]
 	grads := map[string][]float32{}
 	err := try(func() error {
 		if m.gradExec == nil {
-			e, err := m.exec("grads", func(g *Graph, in []*Node) []*Node {
+			e, err := m.exec("grads", false, func(g *Graph, in []*Node) []*Node {
 				obj, ce, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
 				return append(grads, obj, count, ce)
 			})
@@ -565,7 +682,7 @@ func (m *Model) LossAndGrads(ctx context.Context, b Batch) (float64, map[string]
 			m.gradExec = e
 		}
 		args := make([]any, 0, P+numBatchInputs)
-		for _, p := range m.params {
+		for _, p := range m.dev[0].params {
 			args = append(args, p)
 		}
 		out, err := m.gradExec.Exec(append(args, m.batchInputs(b)...)...)
@@ -597,7 +714,7 @@ func (m *Model) LossAndGrads(ctx context.Context, b Batch) (float64, map[string]
 func (m *Model) Weights() (map[string][]float32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.copyOut(m.params)
+	return m.copyOut(m.dev[0].params)
 }
 
 func (m *Model) copyOut(ts []*tensors.Tensor) (map[string][]float32, error) {
@@ -622,13 +739,14 @@ func (m *Model) copyOut(ts []*tensors.Tensor) (map[string][]float32, error) {
 func (m *Model) OptimizerState() (mom, vel map[string][]float32, steps int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.m == nil {
+	r := m.dev[0]
+	if r.m == nil {
 		return nil, nil, m.steps, nil
 	}
-	if mom, err = m.copyOut(m.m); err != nil {
+	if mom, err = m.copyOut(r.m); err != nil {
 		return nil, nil, 0, err
 	}
-	vel, err = m.copyOut(m.v)
+	vel, err = m.copyOut(r.v)
 	return mom, vel, m.steps, err
 }
 
@@ -636,20 +754,25 @@ func (m *Model) OptimizerState() (mom, vel map[string][]float32, steps int, err 
 func (m *Model) SetOptimizerState(mom, vel map[string][]float32, steps int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if mom == nil {
-		m.m, m.v, m.steps = nil, nil, steps
-		return nil
-	}
-	var ms, vs []*tensors.Tensor
 	for _, s := range m.specs {
-		a, b := mom[s.Name], vel[s.Name]
-		if len(a) != size(s.Shape) || len(b) != size(s.Shape) {
+		if mom != nil && (len(mom[s.Name]) != size(s.Shape) || len(vel[s.Name]) != size(s.Shape)) {
 			return fmt.Errorf("gomlx: optimizer state for %s: want %v values", s.Name, s.Shape)
 		}
-		ms = append(ms, tensors.FromFlatDataAndDimensions(append([]float32(nil), a...), s.Shape...))
-		vs = append(vs, tensors.FromFlatDataAndDimensions(append([]float32(nil), b...), s.Shape...))
 	}
-	m.m, m.v, m.steps = ms, vs, steps
+	for _, r := range m.dev {
+		for _, t := range append(r.m, r.v...) {
+			t.FinalizeAll()
+		}
+		r.m, r.v = nil, nil
+		if mom == nil {
+			continue
+		}
+		for _, s := range m.specs {
+			r.m = append(r.m, tensors.FromFlatDataAndDimensions(append([]float32(nil), mom[s.Name]...), s.Shape...))
+			r.v = append(r.v, tensors.FromFlatDataAndDimensions(append([]float32(nil), vel[s.Name]...), s.Shape...))
+		}
+	}
+	m.steps = steps
 	return nil
 }
 
@@ -675,7 +798,7 @@ func (m *Model) Eval(ctx context.Context, b Batch) (EvalResult, error) {
 	var res EvalResult
 	err := try(func() error {
 		if m.evalX == nil {
-			e, err := m.exec("eval", func(g *Graph, in []*Node) []*Node {
+			e, err := m.exec("eval", false, func(g *Graph, in []*Node) []*Node {
 				obj, ce, count := m.graphOf(in[:P]).lossSum(asBatch(in[P:]))
 				return []*Node{obj, ce, count}
 			})
@@ -685,7 +808,7 @@ func (m *Model) Eval(ctx context.Context, b Batch) (EvalResult, error) {
 			m.evalX = e
 		}
 		args := make([]any, 0, P+numBatchInputs)
-		for _, p := range m.params {
+		for _, p := range m.dev[0].params {
 			args = append(args, p)
 		}
 		out, err := m.evalX.Exec(append(args, m.batchInputs(b)...)...)
