@@ -119,3 +119,89 @@ paloop:
 padone:
 	VZEROUPPER
 	RET
+
+// func packB16AVX2(dst, src *float32, ldb, kc int)
+//
+// Copies 16 consecutive floats of each of kc rows of src (stride ldb) to
+// dst[p*16:].
+TEXT ·packB16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ldb+16(FP), R8
+	MOVQ kc+24(FP), CX
+	SHLQ $2, R8
+	TESTQ CX, CX
+	JZ   cbdone
+cbloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ R8, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  cbloop
+cbdone:
+	VZEROUPPER
+	RET
+
+// func packA6TransAVX2(dst, src *float32, lda, kc int)
+//
+// Copies 6 consecutive floats of each of kc rows of src (stride lda) to
+// dst[p*6:].
+TEXT ·packA6TransAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lda+16(FP), R8
+	MOVQ kc+24(FP), CX
+	SHLQ $2, R8
+	TESTQ CX, CX
+	JZ   catdone
+catloop:
+	MOVUPS (SI), X0
+	MOVQ   16(SI), X1
+	MOVUPS X0, (DI)
+	MOVQ   X1, 16(DI)
+	ADDQ R8, SI
+	ADDQ $24, DI
+	DECQ CX
+	JNZ  catloop
+catdone:
+	RET
+
+// func packATransAVX2(dst, src *float32, lda, kc, panels int)
+//
+// Packs panels·6 consecutive columns of src over kc rows (stride lda):
+// dst[q*kc*6 + p*6 + r] = src[p*lda + q*6 + r]. Rows are read in order.
+TEXT ·packATransAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lda+16(FP), R8
+	MOVQ kc+24(FP), CX
+	MOVQ panels+32(FP), R9
+	SHLQ $2, R8
+	MOVQ CX, R10
+	IMULQ $24, R10 // bytes per packed panel
+	TESTQ CX, CX
+	JZ   patdone
+	TESTQ R9, R9
+	JZ   patdone
+patrow:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R9, DX
+patpanel:
+	MOVUPS (AX), X0
+	MOVQ   16(AX), X1
+	MOVUPS X0, (BX)
+	MOVQ   X1, 16(BX)
+	ADDQ $24, AX
+	ADDQ R10, BX
+	DECQ DX
+	JNZ  patpanel
+	ADDQ R8, SI
+	ADDQ $24, DI
+	DECQ CX
+	JNZ  patrow
+patdone:
+	RET

@@ -306,7 +306,14 @@ func macroKernel(ap, bp []float32, mc, kc, j0, j1 int, c []float32, ldc int, acc
 // q·mr·kc + p·mr + r. Rows past mc are zero. dst needs two floats of room
 // past the last panel.
 func packA(dst []float32, transA bool, a []float32, lda, i0, p0, mc, kc int, alpha float32) {
-	for ip := 0; ip < mc; ip += mr {
+	start := 0
+	if transA && alpha == 1 {
+		// Full panels of Aᵀ in one row-ordered sweep of A.
+		full := mc / mr
+		packATransPanels(dst, a[p0*lda+i0:], lda, kc, full)
+		start = full * mr
+	}
+	for ip := start; ip < mc; ip += mr {
 		rows := min(mr, mc-ip)
 		d := dst[ip*kc : ip*kc+mr*kc+2]
 		if !transA {
@@ -349,9 +356,9 @@ func packA(dst []float32, transA bool, a []float32, lda, i0, p0, mc, kc int, alp
 	}
 }
 
-// packA6Trans packs six consecutive columns of a (stride lda) over kc
-// rows: op(A) = Aᵀ with all six rows present.
-func packA6Trans(d, a []float32, lda, kc int) {
+// packA6TransGo packs six consecutive columns of a (stride lda) over kc
+// rows.
+func packA6TransGo(d, a []float32, lda, kc int) {
 	d = d[:kc*mr]
 	for p := 0; p < kc; p++ {
 		s := a[p*lda : p*lda+mr : p*lda+mr]
@@ -404,9 +411,7 @@ func packB(dst []float32, transB bool, b []float32, ldb, p0, jc, kc, j0, j1 int)
 		col0 := jc + jp
 		if !transB {
 			if cols == nr {
-				for p := 0; p < kc; p++ {
-					*(*[nr]float32)(d[p*nr:]) = *(*[nr]float32)(b[(p0+p)*ldb+col0:])
-				}
+				packB16(d, b[p0*ldb+col0:], ldb, kc)
 				continue
 			}
 			for p := 0; p < kc; p++ {
@@ -434,5 +439,13 @@ func packB(dst []float32, transB bool, b []float32, ldb, p0, jc, kc, j0, j1 int)
 				d[p*nr+j] = 0
 			}
 		}
+	}
+}
+
+// packB16Go copies 16 consecutive floats of each of kc rows of b (stride
+// ldb) into d.
+func packB16Go(d, b []float32, ldb, kc int) {
+	for p := 0; p < kc; p++ {
+		copy(d[p*nr:p*nr+nr], b[p*ldb:p*ldb+nr])
 	}
 }
