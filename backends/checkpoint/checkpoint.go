@@ -48,7 +48,8 @@ type Metadata struct {
 
 // NormalizeConfig returns config.json's content as exports write it:
 // indented, keys sorted, with "architectures" filled in from model_type
-// when absent (transformers' AutoModel needs it).
+// when absent (transformers' AutoModel needs it) and torch_dtype float32
+// (as llama.Config.ForExport).
 func NormalizeConfig(configJSON []byte) ([]byte, error) {
 	var m map[string]any
 	d := json.NewDecoder(bytes.NewReader(configJSON))
@@ -68,6 +69,9 @@ func NormalizeConfig(configJSON []byte) ([]byte, error) {
 	}
 	if _, ok := m["model_type"]; !ok {
 		m["model_type"] = "llama"
+	}
+	if _, ok := m["torch_dtype"]; !ok {
+		m["torch_dtype"] = "float32" // the weights written beside it
 	}
 	out, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
