@@ -199,25 +199,14 @@ func sgemm(threads int, transA, transB bool, m, n, k int, alpha float32, a []flo
 	}
 	mc0 := ((m+mBlocks-1)/mBlocks + mr - 1) / mr * mr
 	mBlocks = (m + mc0 - 1) / mc0
-	var bufsA []*[]float32
-	getA := func(w int) []float32 {
-		for len(bufsA) <= w {
-			bufsA = append(bufsA, nil)
-		}
-		if bufsA[w] == nil {
-			bufsA[w] = packAPool.Get().(*[]float32)
-		}
-		return *bufsA[w]
-	}
-	nWorkers := max(threads, 1)
-	for w := 0; w < nWorkers; w++ {
-		getA(w)
+	// One packed-A buffer per worker.
+	bufsA := make([]*[]float32, max(threads, 1))
+	for w := range bufsA {
+		bufsA[w] = packAPool.Get().(*[]float32)
 	}
 	defer func() {
 		for _, p := range bufsA {
-			if p != nil {
-				packAPool.Put(p)
-			}
+			packAPool.Put(p)
 		}
 	}()
 

@@ -336,6 +336,20 @@ func (c Config) FlopsPerToken(seqLen int) float64 {
 	return float64(n.NumHiddenLayers)*(mlp+qkv+dense+attn) + 2*d*float64(n.VocabSize)
 }
 
+// TrainBytesPerToken estimates the memory LossAndGrad needs per token of a
+// micro-batch, beyond parameters, gradients and optimizer state: the
+// activations kept for backward (per layer: input, q, k, v, attention
+// output, mid-layer residual, gate and up projections) and the shared
+// scratch buffers. Use it to size micro-batches: bytes ≈ B·T·this.
+func (c Config) TrainBytesPerToken() int {
+	n := c.Normalized()
+	d, f := n.HiddenSize, n.IntermediateSize
+	q, kv := n.NumAttentionHeads*n.HeadDim, n.NumKeyValueHeads*n.HeadDim
+	perLayer := 2*d + 2*q + 2*kv + 2*f + 2 + n.NumAttentionHeads
+	scratch := 6*d + 2*q + 2*kv + f
+	return 4 * (n.NumHiddenLayers*perLayer + scratch)
+}
+
 func (c Config) attentionScale() float32 {
 	return float32(1 / math.Sqrt(float64(c.Normalized().HeadDim)))
 }
