@@ -57,6 +57,9 @@ type BenchResult struct {
 // Bench trains cfg from scratch for warmup+steps steps of batch×seq tokens
 // and measures the timed steps.
 func Bench(ctx context.Context, cfg Config, opts Options, batch, seq, warmup, steps int) (BenchResult, error) {
+	if _, err := engine(opts); err != nil { // before drawing a billion weights
+		return BenchResult{}, err
+	}
 	m, err := New(cfg, InitWeights(cfg, 0), opts)
 	if err != nil {
 		return BenchResult{}, err

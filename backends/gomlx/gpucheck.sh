@@ -35,6 +35,7 @@ if [ -z "$bin" ]; then
   bin=$(mktemp -d)
   build "$bin"
 fi
+bin=$(cd "$bin" && pwd)
 
 plugin=${1:?usage: gpucheck.sh /abs/path/to/pjrt_plugin.so|auto [peak_bf16_tflops]}
 if [ "$plugin" = auto ]; then
