@@ -27,6 +27,10 @@ var (
 	installDot  sync.Once
 )
 
+// The registration happens at init, before any graph is built, so no
+// gradient computation reads the map while it changes.
+func init() { installDotVJP() }
+
 func installDotVJP() {
 	installDot.Do(func() {
 		stockDotVJP = VJPRegistration[NodeTypeDotGeneral]
