@@ -186,73 +186,77 @@ func sgemm(threads int, transA, transB bool, m, n, k int, alpha float32, a []flo
 	if m*n*k <= serialFlops {
 		threads = 1
 	}
+	if threads > 1 {
+		sgemmParallel(threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	sgemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// sgemmParallel splits C into one part per thread, by rows when op(B) is
+// the smaller operand (each thread then packs all of it) and by columns
+// otherwise, and runs the serial algorithm on each part: one fork and join
+// per call, however long the shared dimension. Waking an idle core costs
+// tens of microseconds on a virtual machine, so synchronising once per
+// cache block of k (as BLIS does) loses a third of the second core on
+// long-k shapes. Parts are multiples of the register tile, and the
+// arithmetic of every element is the same whatever the split.
+func sgemmParallel(threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	byRows := n < m
+	if byRows && m < 2*mr && n >= 2*nr {
+		byRows = false
+	} else if !byRows && n < 2*nr && m >= 2*mr {
+		byRows = true
+	}
+	size, unit := m, mr
+	if !byRows {
+		size, unit = n, nr
+	}
+	parts := min(threads, (size+unit-1)/unit)
+	if parts <= 1 {
+		sgemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	chunk := ((size+parts-1)/parts + unit - 1) / unit * unit
+	parts = (size + chunk - 1) / chunk
+	ParallelForThreads(parts, parts, func(_, p int) {
+		lo := p * chunk
+		hi := min(lo+chunk, size)
+		if byRows {
+			sa := a[lo*lda:]
+			if transA {
+				sa = a[lo:]
+			}
+			sgemmSerial(transA, transB, hi-lo, n, k, alpha, sa, lda, b, ldb, beta, c[lo*ldc:], ldc)
+			return
+		}
+		sb := b[lo:]
+		if transB {
+			sb = b[lo*ldb:]
+		}
+		sgemmSerial(transA, transB, m, hi-lo, k, alpha, a, lda, sb, ldb, beta, c[lo:], ldc)
+	})
+}
+
+// sgemmSerial is the GotoBLAS/BLIS loop nest on one goroutine. beta is 0
+// or 1 here; k and alpha are non-zero.
+func sgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	bufB := packBPool.Get().(*[]float32)
 	defer packBPool.Put(bufB)
-	bp := *bufB
-
-	// Row blocks of at most mcBlock rows, as many as a multiple of the
-	// thread count and of near-equal size so that threads finish together.
-	// (Row blocking never changes the arithmetic, only who does it.)
-	mBlocks := (m + mcBlock - 1) / mcBlock
-	if threads > 1 {
-		mBlocks = (mBlocks + threads - 1) / threads * threads
-	}
-	mc0 := ((m+mBlocks-1)/mBlocks + mr - 1) / mr * mr
-	mBlocks = (m + mc0 - 1) / mc0
-	// One packed-A buffer per worker.
-	bufsA := make([]*[]float32, max(threads, 1))
-	for w := range bufsA {
-		bufsA[w] = packAPool.Get().(*[]float32)
-	}
-	defer func() {
-		for _, p := range bufsA {
-			packAPool.Put(p)
-		}
-	}()
-
+	bufA := packAPool.Get().(*[]float32)
+	defer packAPool.Put(bufA)
+	bp, ap := *bufB, *bufA
 	for jc := 0; jc < n; jc += ncBlock {
 		nc := min(ncBlock, n-jc)
-		nPanels := (nc + nr - 1) / nr
 		for pc := 0; pc < k; pc += kcBlock {
 			kc := min(kcBlock, k-pc)
 			accumulate := pc > 0 || beta != 0
-
-			// Pack op(B)[pc:pc+kc, jc:jc+nc] into nr-wide micro-panels.
-			if threads <= 1 {
-				packB(bp, transB, b, ldb, pc, jc, kc, 0, nc)
-			} else {
-				groups := min(threads*2, nPanels)
-				per := (nPanels + groups - 1) / groups
-				ParallelForThreads(threads, groups, func(_, g int) {
-					p0 := g * per * nr
-					p1 := min((g+1)*per*nr, nc)
-					if p0 < p1 {
-						packB(bp, transB, b, ldb, pc, jc, kc, p0, p1)
-					}
-				})
+			packB(bp, transB, b, ldb, pc, jc, kc, 0, nc)
+			for i0 := 0; i0 < m; i0 += mcBlock {
+				mc := min(mcBlock, m-i0)
+				packA(ap, transA, a, lda, i0, pc, mc, kc, alpha)
+				macroKernel(ap, bp, mc, kc, 0, nc, c[i0*ldc+jc:], ldc, accumulate)
 			}
-
-			// Each task packs its own block of op(A) and sweeps its share of
-			// the B micro-panels.
-			nSplit := 1
-			if mBlocks < threads {
-				nSplit = min((threads+mBlocks-1)/mBlocks, nPanels)
-			}
-			perSplit := (nPanels + nSplit - 1) / nSplit
-			task := func(w, t int) {
-				ib, js := t/nSplit, t%nSplit
-				i0 := ib * mc0
-				mc := min(mc0, m-i0)
-				j0 := js * perSplit * nr
-				j1 := min((js+1)*perSplit*nr, nc)
-				if j0 >= j1 {
-					return
-				}
-				ap := bufsA[w]
-				packA(*ap, transA, a, lda, i0, pc, mc, kc, alpha)
-				macroKernel(*ap, bp, mc, kc, j0, j1, c[i0*ldc+jc:], ldc, accumulate)
-			}
-			ParallelForThreads(threads, mBlocks*nSplit, task)
 		}
 	}
 }
