@@ -164,10 +164,19 @@ func scaleC(threads, m, n int, beta float32, c []float32, ldc int) {
 	ParallelForThreads(threads, m, func(_, i int) { row(i) })
 }
 
-var (
-	packBPool = sync.Pool{New: func() any { s := make([]float32, kcBlock*(ncBlock+nr)); return &s }}
-	packAPool = sync.Pool{New: func() any { s := make([]float32, kcBlock*(mcBlock+mr)+8); return &s }}
-)
+// Packing buffers are recycled through pools and sized to the call, so
+// that small multiplies (attention blocks, decoding) stay small.
+var packBPool, packAPool sync.Pool
+
+func getBuf(pool *sync.Pool, n int) *[]float32 {
+	p, _ := pool.Get().(*[]float32)
+	if p == nil || cap(*p) < n {
+		s := make([]float32, n)
+		p = &s
+	}
+	*p = (*p)[:n]
+	return p
+}
 
 func sgemm(threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
@@ -241,9 +250,10 @@ func sgemmParallel(threads int, transA, transB bool, m, n, k int, alpha float32,
 // sgemmSerial is the GotoBLAS/BLIS loop nest on one goroutine. beta is 0
 // or 1 here; k and alpha are non-zero.
 func sgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	bufB := packBPool.Get().(*[]float32)
+	kcMax := min(k, kcBlock)
+	bufB := getBuf(&packBPool, kcMax*((min(n, ncBlock)+nr-1)/nr*nr))
 	defer packBPool.Put(bufB)
-	bufA := packAPool.Get().(*[]float32)
+	bufA := getBuf(&packAPool, kcMax*((min(m, mcBlock)+mr-1)/mr*mr)+8)
 	defer packAPool.Put(bufA)
 	bp, ap := *bufB, *bufA
 	for jc := 0; jc < n; jc += ncBlock {
