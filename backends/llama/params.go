@@ -60,6 +60,14 @@ type LayerParams struct {
 // All tensors are slices of one contiguous allocation (Flat), in the order
 // Tensors lists them, so whole-model loops (optimizer, norms, copies) can
 // run over one slice.
+//
+// Loading a Hugging Face checkpoint: for every name in Tensors, find the
+// safetensors entry of that name, check its shape against Tensor.Shape and
+// convert its values into Tensor.Data. Entries with no tensor here are not
+// weights of this model: rotary inv_freq buffers of older exports, and
+// lm_head.weight in tied models (some exports carry a copy of the
+// embeddings there) — skip them. Exporting is the reverse; for a tied model
+// write no lm_head.weight.
 type Params struct {
 	Config Config // normalized
 	Embed  *Tensor
