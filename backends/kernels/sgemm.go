@@ -232,16 +232,20 @@ func sgemmParallel(threads int, transA, transB bool, m, n, k int, alpha float32,
 		lo := p * chunk
 		hi := min(lo+chunk, size)
 		if byRows {
-			sa := a[lo*lda:]
+			var sa []float32
 			if transA {
 				sa = a[lo:]
+			} else {
+				sa = a[lo*lda:]
 			}
 			sgemmSerial(transA, transB, hi-lo, n, k, alpha, sa, lda, b, ldb, beta, c[lo*ldc:], ldc)
 			return
 		}
-		sb := b[lo:]
+		var sb []float32
 		if transB {
 			sb = b[lo*ldb:]
+		} else {
+			sb = b[lo:]
 		}
 		sgemmSerial(transA, transB, m, hi-lo, k, alpha, a, lda, sb, ldb, beta, c[lo:], ldc)
 	})

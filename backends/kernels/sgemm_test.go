@@ -129,6 +129,10 @@ func TestSgemmBlockEdges(t *testing.T) {
 		{m: 5, n: 3, k: 0, alpha: 1, beta: 0.5},
 		{m: 37, n: 41, k: 43, alpha: 0, beta: 1},
 		{m: 101, n: 67, k: 89, alpha: 1, beta: 0, pad: 5},
+		// Tall and wide with a short shared dimension: the parallel split
+		// must offset A (or B) by columns when it is transposed.
+		{m: 700, n: 20, k: 20, alpha: 1, beta: 1},
+		{m: 20, n: 700, k: 20, alpha: 1, beta: 0},
 	}
 	for _, base := range cases {
 		for _, tA := range []bool{false, true} {
