@@ -262,9 +262,15 @@ func TestAttentionStaysInDocument(t *testing.T) {
 // TestDeterministicAcrossThreads: loss and every gradient are bit-identical
 // for 1, 2 and 3 threads.
 func TestDeterministicAcrossThreads(t *testing.T) {
+	// Large enough that every matrix product, the LM head's included, takes
+	// the parallel path.
 	cfg := tinyConfig()
-	cfg.HiddenSize, cfg.IntermediateSize, cfg.HeadDim = 32, 48, 8
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.HeadDim, cfg.VocabSize = 64, 96, 16, 300
+	cfg.MaxPositionEmbeddings = 128
 	p := randomParams(t, cfg, 6)
+	for i, v := range p.Flat() {
+		p.Flat()[i] = v * 0.3
+	}
 	b := NewBatch(3, 80)
 	r := rand.New(rand.NewPCG(8, 8))
 	for i := range b.Tokens {
