@@ -80,20 +80,26 @@ func (d *Display) StepProgress(name string, done, total float64, unit, message s
 		d.redraw()
 		return
 	}
-	if now.Sub(s.lastLogged) >= d.LogEvery {
-		s.lastLogged = now
-		ev := d.log.Info().Str("step", name).Str("op", s.op).Float64("done", done).Str("unit", unit)
-		if total > 0 {
-			ev = ev.Float64("total", total)
-		}
-		if r := s.rate(now); r > 0 {
-			ev = ev.Float64("rate", r)
-			if eta, ok := s.eta(now); ok {
-				ev = ev.Str("eta", eta.Round(time.Second).String())
-			}
-		}
-		ev.Msg(d.lineLocked(s, now))
+	if now.Sub(s.lastLogged) < d.LogEvery {
+		return
 	}
+	s.lastLogged = now
+	ev := d.log.Info().Str("step", name).Str("op", s.op).Float64("done", done).Str("unit", unit)
+	if total > 0 {
+		ev = ev.Float64("total", total)
+	}
+	if r := s.rate(now); r > 0 {
+		ev = ev.Float64("rate", r)
+		if eta, ok := s.eta(now); ok {
+			ev = ev.Str("eta", eta.Round(time.Second).String())
+		}
+	}
+	line := d.lineLocked(s, now)
+	// The logger writes through the Display (Write takes d.mu): log
+	// without holding the lock.
+	d.mu.Unlock()
+	ev.Msg(line)
+	d.mu.Lock()
 }
 
 // StepFinished removes a step's line.

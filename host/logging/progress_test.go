@@ -57,6 +57,33 @@ func TestProgressLoggedPeriodicallyWithoutTTY(t *testing.T) {
 	}
 }
 
+// The logger New builds writes through the Display itself; a periodic
+// progress record must not deadlock on the Display's lock.
+func TestProgressRecordThroughTheDisplayDoesNotDeadlock(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	var out bytes.Buffer
+	d := NewDisplay(&out, false)
+	d.log = zerolog.New(d)
+	d.now = clk.now
+	d.StepStarted("s", "train")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= 3; i++ {
+			clk.t = clk.t.Add(11 * time.Second)
+			d.StepProgress("s", float64(i), 3, "steps", "")
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("StepProgress deadlocked logging through the Display")
+	}
+	if n := strings.Count(out.String(), "\n"); n != 3 {
+		t.Errorf("%d records, want 3: %s", n, out.String())
+	}
+}
+
 func TestTTYRedrawKeepsLogsAboveProgress(t *testing.T) {
 	var out bytes.Buffer
 	d := NewDisplay(&out, true)
