@@ -237,16 +237,23 @@ func (d *Display) Start(interval time.Duration, stop <-chan struct{}) {
 
 func (d *Display) tick() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.tty {
 		d.redraw()
+		d.mu.Unlock()
 		return
 	}
 	now := d.now()
+	type record struct{ name, op, line string }
+	var due []record
 	for _, s := range d.steps {
 		if now.Sub(s.lastLogged) >= d.LogEvery {
 			s.lastLogged = now
-			d.log.Info().Str("step", s.name).Str("op", s.op).Msg(d.lineLocked(s, now))
+			due = append(due, record{s.name, s.op, d.lineLocked(s, now)})
 		}
+	}
+	d.mu.Unlock()
+	// The logger writes through the Display: log without holding its lock.
+	for _, r := range due {
+		d.log.Info().Str("step", r.name).Str("op", r.op).Msg(r.line)
 	}
 }

@@ -82,6 +82,18 @@ func TestProgressRecordThroughTheDisplayDoesNotDeadlock(t *testing.T) {
 	if n := strings.Count(out.String(), "\n"); n != 3 {
 		t.Errorf("%d records, want 3: %s", n, out.String())
 	}
+	// The periodic tick for quiet steps logs the same way.
+	clk.t = clk.t.Add(11 * time.Second)
+	ticked := make(chan struct{})
+	go func() { defer close(ticked); d.tick() }()
+	select {
+	case <-ticked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("tick deadlocked logging through the Display")
+	}
+	if n := strings.Count(out.String(), "\n"); n != 4 {
+		t.Errorf("%d records after the tick, want 4: %s", n, out.String())
+	}
 }
 
 func TestTTYRedrawKeepsLogsAboveProgress(t *testing.T) {
