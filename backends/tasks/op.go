@@ -1,0 +1,111 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/marin-go/marin/plugins/documents"
+	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
+)
+
+// OpName is the op that writes the datasets.
+const OpName = "tasks/generate"
+
+// Op is the op, for a plugin's op table. Config:
+//
+//	seed                 uint (default 0)
+//	tasks                ["add", "reverse", "upper"] (default all)
+//	pretrain_documents   documents of text (default 0)
+//	lines_per_document   lines of text a pretraining document holds (default 8)
+//	train                fine-tuning conversations
+//	test                 held-out conversations
+func Op() sdk.Op {
+	return sdk.Op{
+		Description: "write synthetic tasks (add, reverse, upper) with held-out questions as documents: pretrain text and chat train/test splits",
+		Run:         run,
+	}
+}
+
+type opConfig struct {
+	Seed        uint64   `json:"seed"`
+	Tasks       []string `json:"tasks"`
+	Pretrain    int      `json:"pretrain_documents"`
+	LinesPerDoc *int     `json:"lines_per_document"`
+	Train       int      `json:"train"`
+	Test        int      `json:"test"`
+}
+
+func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
+	var c opConfig
+	if err := req.Decode(&c); err != nil {
+		return err
+	}
+	spec := Spec{Seed: c.Seed, Tasks: c.Tasks, Pretrain: c.Pretrain, LinesPerDoc: 8, Train: c.Train, Test: c.Test}
+	if len(spec.Tasks) == 0 {
+		spec.Tasks = AllTasks
+	}
+	if c.LinesPerDoc != nil {
+		spec.LinesPerDoc = *c.LinesPerDoc
+	}
+	sets, err := Generate(spec)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: err.Error()}
+	}
+	return Write(ctx, req.OutputPath, sets, r)
+}
+
+// Write writes sets in the documents format under the URL out.
+func Write(ctx context.Context, out string, sets *Sets, r sdk.Reporter) error {
+	stats := documents.NewStats("marin synthetic tasks", "")
+	write := func(sub, split string, docs []documents.Document) error {
+		dir := storage.Join(storage.Join(out, sub), split)
+		sp := stats.Split(sub, split)
+		w := documents.NewWriter(ctx, dir, documents.WriterOptions{})
+		for i := range docs {
+			stats.Read(sp)
+			if err := w.Write(&docs[i]); err != nil {
+				w.Close()
+				return fmt.Errorf("write %s: %w", dir, err)
+			}
+			stats.Written(sp)
+		}
+		res, err := w.Close()
+		if err != nil {
+			return fmt.Errorf("write %s: %w", dir, err)
+		}
+		sp.Shards = res.Shards
+		return nil
+	}
+	conv := func(es []Example) []documents.Document {
+		out := make([]documents.Document, len(es))
+		for i, e := range es {
+			msgs := []documents.Message{{Role: documents.RoleUser, Content: e.Question}, {Role: documents.RoleAssistant, Content: e.Answer}}
+			out[i] = documents.Document{ID: documents.ID(msgs), Source: "tasks/" + e.Task, Messages: msgs, Metadata: map[string]any{"task": e.Task}}
+		}
+		return out
+	}
+	if len(sets.Pretrain) > 0 {
+		docs := make([]documents.Document, len(sets.Pretrain))
+		for i, text := range sets.Pretrain {
+			msgs := []documents.Message{{Role: documents.RoleAssistant, Content: text}}
+			docs[i] = documents.Document{ID: documents.ID(msgs), Source: "tasks/text", Messages: msgs, Metadata: map[string]any{}}
+		}
+		if err := write("pretrain", "train", docs); err != nil {
+			return err
+		}
+	}
+	if len(sets.Train) > 0 {
+		if err := write("sft", "train", conv(sets.Train)); err != nil {
+			return err
+		}
+	}
+	if err := write("sft", "test", conv(sets.Test)); err != nil {
+		return err
+	}
+	if err := stats.Write(ctx, out); err != nil {
+		return err
+	}
+	r.Log("info", fmt.Sprintf("wrote %d pretraining documents, %d training and %d held-out conversations", len(sets.Pretrain), len(sets.Train), len(sets.Test)))
+	return nil
+}
