@@ -1,0 +1,326 @@
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/marin-go/marin/backends/checkpoint"
+	"github.com/marin-go/marin/backends/llama"
+	"github.com/marin-go/marin/backends/optim"
+	"github.com/marin-go/marin/backends/weights"
+)
+
+// TrainerState is the "extra" object of a checkpoint's metadata.json: what
+// the train op needs besides weights and optimizer state to continue
+// exactly where it stopped.
+type TrainerState struct {
+	// NextSequence is the data loader's position: the global index of the
+	// next training sequence in the mixture's stream.
+	NextSequence int64 `json:"next_sequence"`
+	Seed         int64 `json:"seed"`
+	// MicroBatchSize is the number of sequences per forward/backward pass;
+	// a resumed run keeps it so gradients are summed in the same order.
+	MicroBatchSize int   `json:"micro_batch_size"`
+	NumTrainSteps  int64 `json:"num_train_steps"`
+	// TokensSeen counts every position of every training sequence;
+	// TrainedTokens only the loss targets.
+	TokensSeen    int64   `json:"tokens_seen"`
+	TrainedTokens int64   `json:"trained_tokens"`
+	ElapsedSecs   float64 `json:"elapsed_seconds"`
+	Backend       string  `json:"backend"` // "cpu"
+}
+
+// CheckpointMeta is metadata.json as the train op writes it: the fields
+// of backends/checkpoint's Metadata (step, extra) plus Marin's timestamp
+// and is_temporary and the files with their sizes and sha256.
+type CheckpointMeta struct {
+	Step        int64         `json:"step"`
+	Extra       *TrainerState `json:"extra"`
+	Timestamp   string        `json:"timestamp"` // RFC 3339, UTC
+	IsTemporary bool          `json:"is_temporary"`
+	Files       []FileSum     `json:"files,omitempty"`
+}
+
+// FileSum is one file of a checkpoint with its size and sha256.
+type FileSum struct {
+	Path   string `json:"path"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+// Checkpoint is a loaded checkpoint.
+type Checkpoint struct {
+	Dir       string
+	Meta      CheckpointMeta
+	Params    *llama.Params
+	Optimizer *optim.State // nil when the checkpoint has none (before any update)
+}
+
+// Trainer is Meta.Extra, or a zero state when the checkpoint has none
+// (one written by another driver).
+func (c *Checkpoint) Trainer() TrainerState {
+	if c.Meta.Extra == nil {
+		return TrainerState{}
+	}
+	return *c.Meta.Extra
+}
+
+// SaveCheckpoint writes a checkpoint of params, the optimizer state and
+// the trainer state into dir (…/checkpoints/step-N) atomically, in
+// backends/checkpoint's layout plus the tokenizer files (copied from
+// tokenizerDir when not empty) and file checksums in metadata.json, which
+// is written last.
+func SaveCheckpoint(dir string, step int64, params *llama.Params, opt *optim.State, ts TrainerState, temporary bool, tokenizerDir string) error {
+	return weights.WriteDirAtomic(dir, func(tmp string) error {
+		if err := weights.WriteModelFiles(tmp, params, weights.ExportOptions{}); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", dir, err)
+		}
+		if opt != nil {
+			f, err := os.Create(filepath.Join(tmp, checkpoint.OptimizerFile))
+			if err != nil {
+				return fmt.Errorf("checkpoint %s: %w", dir, err)
+			}
+			if _, err := opt.WriteTo(f); err != nil {
+				f.Close()
+				return fmt.Errorf("checkpoint %s: %w", dir, err)
+			}
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return fmt.Errorf("checkpoint %s: %w", dir, err)
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("checkpoint %s: %w", dir, err)
+			}
+		}
+		if err := weights.CopyTokenizerFiles(tokenizerDir, tmp); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", dir, err)
+		}
+		meta := CheckpointMeta{Step: step, Extra: &ts, Timestamp: time.Now().UTC().Format(time.RFC3339), IsTemporary: temporary}
+		sums, err := sumFiles(tmp)
+		if err != nil {
+			return fmt.Errorf("checkpoint %s: %w", dir, err)
+		}
+		meta.Files = sums
+		raw, _ := json.MarshalIndent(meta, "", "  ")
+		return weights.WriteFile(filepath.Join(tmp, checkpoint.MetadataFile), append(raw, '\n'))
+	})
+}
+
+func sumFiles(dir string) ([]FileSum, error) {
+	var out []FileSum
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == checkpoint.MetadataFile {
+			return nil
+		}
+		n, sum, err := hashFile(p)
+		if err != nil {
+			return err
+		}
+		out = append(out, FileSum{Path: filepath.ToSlash(rel), Bytes: n, SHA256: sum})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, err
+}
+
+func hashFile(p string) (int64, string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ErrIncomplete is matched by the error for a step directory without its
+// commit marker (metadata.json).
+var ErrIncomplete = errors.New("checkpoint is incomplete (no metadata.json)")
+
+// ErrCorrupt is matched by the error for a committed checkpoint whose files
+// are damaged.
+var ErrCorrupt = errors.New("checkpoint is corrupt")
+
+// ReadCheckpointMeta reads dir/metadata.json without checking the files.
+func ReadCheckpointMeta(dir string) (CheckpointMeta, error) {
+	var m CheckpointMeta
+	raw, err := os.ReadFile(filepath.Join(dir, checkpoint.MetadataFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return m, fmt.Errorf("checkpoint %s: %w", dir, ErrIncomplete)
+	}
+	if err != nil {
+		return m, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return m, fmt.Errorf("checkpoint %s: %s: %v: %w", dir, checkpoint.MetadataFile, err, ErrCorrupt)
+	}
+	if n, ok := weights.ParseStepName(filepath.Base(dir)); ok && n != m.Step {
+		return m, fmt.Errorf("checkpoint %s: %s says step %d: %w", dir, checkpoint.MetadataFile, m.Step, ErrCorrupt)
+	}
+	return m, nil
+}
+
+// VerifyCheckpoint checks every file metadata.json lists against its size
+// and sha256. A checkpoint written by a driver that records no files
+// passes; its safetensors and optimizer files are still checked
+// structurally (and by the optimizer state's CRC) when loaded.
+func VerifyCheckpoint(dir string) (CheckpointMeta, error) {
+	m, err := ReadCheckpointMeta(dir)
+	if err != nil {
+		return m, err
+	}
+	for _, f := range m.Files {
+		rel := filepath.FromSlash(f.Path)
+		if !filepath.IsLocal(rel) {
+			return m, fmt.Errorf("checkpoint %s: file %q is outside the checkpoint: %w", dir, f.Path, ErrCorrupt)
+		}
+		p := filepath.Join(dir, rel)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return m, fmt.Errorf("checkpoint %s: %s: %v: %w", dir, f.Path, err, ErrCorrupt)
+		}
+		if fi.Size() != f.Bytes {
+			return m, fmt.Errorf("checkpoint %s: %s is %d bytes, metadata.json says %d (truncated?): %w", dir, f.Path, fi.Size(), f.Bytes, ErrCorrupt)
+		}
+		_, sum, err := hashFile(p)
+		if err != nil {
+			return m, fmt.Errorf("checkpoint %s: %s: %w", dir, f.Path, err)
+		}
+		if sum != f.SHA256 {
+			return m, fmt.Errorf("checkpoint %s: %s has sha256 %.16s…, metadata.json says %.16s…: %w", dir, f.Path, sum, f.SHA256, ErrCorrupt)
+		}
+	}
+	return m, nil
+}
+
+// LoadCheckpoint verifies and reads the checkpoint in dir.
+func LoadCheckpoint(dir string) (*Checkpoint, error) {
+	meta, err := VerifyCheckpoint(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Checkpoint{Dir: dir, Meta: meta}
+	c.Params, _, err = weights.LoadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w: %w", dir, err, ErrCorrupt)
+	}
+	f, err := os.Open(filepath.Join(dir, checkpoint.OptimizerFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if meta.Step != 0 {
+			return nil, fmt.Errorf("checkpoint %s: step %d but no %s: %w", dir, meta.Step, checkpoint.OptimizerFile, ErrCorrupt)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+	default:
+		st, err := optim.ReadState(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w: %w", dir, err, ErrCorrupt)
+		}
+		if st.Step != meta.Step {
+			return nil, fmt.Errorf("checkpoint %s: the optimizer state has %d updates, metadata.json says step %d: %w", dir, st.Step, meta.Step, ErrCorrupt)
+		}
+		c.Optimizer = st
+	}
+	return c, nil
+}
+
+// CheckpointEntry is one step-N directory under a checkpoints root.
+type CheckpointEntry struct {
+	Step     int64
+	Dir      string
+	Complete bool // has metadata.json
+	Meta     CheckpointMeta
+}
+
+// ListCheckpoints returns the step-N directories under root
+// (…/checkpoints), oldest first.
+func ListCheckpoints(root string) ([]CheckpointEntry, error) {
+	steps, err := weights.StepDirs(root)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CheckpointEntry, 0, len(steps))
+	for _, s := range steps {
+		e := CheckpointEntry{Step: s.Step, Dir: s.Dir}
+		if _, err := os.Stat(filepath.Join(s.Dir, checkpoint.MetadataFile)); err == nil {
+			e.Complete = true
+			e.Meta, _ = ReadCheckpointMeta(s.Dir)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// LatestCheckpoint loads the newest complete checkpoint under root, or
+// returns nil when there is none. Incomplete step directories are skipped
+// (and reported to skipped). A corrupt newest checkpoint is an error, not a
+// silent fall-back to an older one: the error says which older checkpoint
+// deleting it would resume from.
+func LatestCheckpoint(root string, skipped func(dir string)) (*Checkpoint, error) {
+	entries, err := ListCheckpoints(root)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if !e.Complete {
+			if skipped != nil {
+				skipped(e.Dir)
+			}
+			continue
+		}
+		c, err := LoadCheckpoint(e.Dir)
+		if err == nil {
+			return c, nil
+		}
+		older := "no older complete checkpoint exists, so deleting it restarts training from the beginning"
+		for j := i - 1; j >= 0; j-- {
+			if entries[j].Complete {
+				older = "deleting it resumes from " + entries[j].Dir
+				break
+			}
+		}
+		return nil, fmt.Errorf("refusing to resume: %w (%s)", err, older)
+	}
+	return nil, nil
+}
+
+// PruneTemporary removes temporary checkpoints older than step keep, and
+// incomplete step directories (crashed writers) older than keep.
+func PruneTemporary(root string, keep int64) error {
+	entries, err := ListCheckpoints(root)
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, e := range entries {
+		if e.Step < keep && (!e.Complete || e.Meta.IsTemporary) {
+			if err := os.RemoveAll(e.Dir); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("prune checkpoints under %s: %s", root, strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+package train
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/marin-go/marin/plugins/sdk"
+)
+
+// OpName is the op default_sft steps run.
+const OpName = "train"
+
+// Op is the train op, for a plugin's op table.
+func Op() sdk.Op {
+	return sdk.Op{
+		Description: "train a Llama-family model on token caches (AdamW, checkpoints, hf/ exports, metrics.jsonl); resumes from its last checkpoint",
+		Run:         Run,
+	}
+}
+
+// Run runs the op for one step.
+func Run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
+	var cfg Config
+	if err := req.Decode(&cfg); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("train config of step %s: %v", req.StepName, err)}
+	}
+	out, err := sdk.LocalPath(req.OutputPath)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("train writes checkpoints to a local directory: output %s: %v", req.OutputPath, err)}
+	}
+	j := &Job{Config: &cfg, Out: out, Report: r}
+	return j.Run(ctx)
+}

@@ -1,0 +1,621 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/marin-go/marin/backends/chat"
+	"github.com/marin-go/marin/backends/dataloader"
+	"github.com/marin-go/marin/backends/generate"
+	"github.com/marin-go/marin/backends/kernels"
+	"github.com/marin-go/marin/backends/llama"
+	"github.com/marin-go/marin/backends/optim"
+	"github.com/marin-go/marin/backends/tokenizer"
+	"github.com/marin-go/marin/backends/weights"
+	"github.com/marin-go/marin/plugins/sdk"
+)
+
+// Backend is the name checkpoints record.
+const Backend = "cpu"
+
+// Job is one run of the train op. Run calls it with the step's request;
+// tests build one directly.
+type Job struct {
+	Config *Config
+	Out    string       // the step's output directory (local)
+	Report sdk.Reporter // may be nil
+
+	// ActivationBytes bounds the activation memory of one micro-batch when
+	// the config does not fix micro_batch_size (0: a quarter of the
+	// machine's memory, at most 8 GiB).
+	ActivationBytes int64
+	// PeakFLOPS is the FLOP/s MFU is measured against (0: measured with a
+	// float32 matrix multiply on all threads when the run starts, or
+	// $MARIN_CPU_PEAK_GFLOPS).
+	PeakFLOPS float64
+
+	// afterStep, in tests, runs after each step is fully written
+	// (metrics, checkpoint, export); an error stops the job there, like a
+	// kill.
+	afterStep func(step int64) error
+
+	// Filled by Run.
+	Result Result
+}
+
+// Result says what a run did.
+type Result struct {
+	ResumedFrom    int64 // the checkpoint step resumed from (0: a fresh start)
+	NumTrainSteps  int64
+	MicroBatchSize int
+	FinalLoss      float64
+	FinalEvalLoss  *float64
+	TokensPerSec   float64 // mean over this run's steps
+	MFU            float64 // mean over this run's steps
+	PeakFLOPS      float64
+}
+
+type nopReporter struct{}
+
+func (nopReporter) Progress(done, total float64, unit, msg string) {}
+func (nopReporter) Log(level, msg string, kv ...string)            {}
+
+func (j *Job) logf(level, format string, args ...any) {
+	j.Report.Log(level, fmt.Sprintf(format, args...))
+}
+
+// Run trains: it resumes from the newest complete checkpoint under
+// {Out}/checkpoints when there is one, else starts from the configured
+// model, and runs to num_train_steps writing metrics, checkpoints and
+// exports on their cadences and at the end.
+func (j *Job) Run(ctx context.Context) error {
+	if j.Report == nil {
+		j.Report = nopReporter{}
+	}
+	cfg := j.Config
+	if err := os.MkdirAll(j.Out, 0o755); err != nil {
+		return fmt.Errorf("train output: %w", err)
+	}
+	if cfg.Resources.Threads > 0 {
+		prev := kernels.SetThreads(cfg.Resources.Threads)
+		defer kernels.SetThreads(prev)
+	}
+	data, err := OpenData(cfg)
+	if err != nil {
+		return err
+	}
+	defer data.Close()
+
+	numSteps := int64(0)
+	if cfg.NumTrainSteps != nil {
+		numSteps = *cfg.NumTrainSteps
+	} else {
+		seqs := float64(data.EpochSequences()) * *cfg.NumTrainEpochs
+		numSteps = int64(math.Ceil(seqs / float64(cfg.TrainBatchSize)))
+		j.logf("info", "num_train_epochs %g: %d sequences of %d tokens an epoch, batch %d → %d steps", *cfg.NumTrainEpochs, data.EpochSequences(), cfg.MaxSeqLen, cfg.TrainBatchSize, numSteps)
+	}
+	j.Result.NumTrainSteps = numSteps
+
+	tok, err := j.tokenizerFiles(ctx, data)
+	if err != nil {
+		return err
+	}
+
+	ckRoot := filepath.Join(j.Out, "checkpoints")
+	ck, err := LatestCheckpoint(ckRoot, func(dir string) {
+		j.logf("warn", "skipping incomplete checkpoint %s (no metadata.json)", dir)
+	})
+	if err != nil {
+		return err
+	}
+	var params *llama.Params
+	var start int64
+	ts := TrainerState{Seed: cfg.Seed, NumTrainSteps: numSteps, Backend: Backend}
+	if ck != nil {
+		params = ck.Params
+		start = ck.Meta.Step
+		prev := ck.Trainer()
+		ts.MicroBatchSize = prev.MicroBatchSize
+		ts.TokensSeen, ts.TrainedTokens, ts.ElapsedSecs = prev.TokensSeen, prev.TrainedTokens, prev.ElapsedSecs
+		if prev.NumTrainSteps != 0 && prev.NumTrainSteps != numSteps {
+			return fmt.Errorf("checkpoint %s was written for %d steps, this run has %d", ck.Dir, prev.NumTrainSteps, numSteps)
+		}
+		if prev.Seed != cfg.Seed {
+			return fmt.Errorf("checkpoint %s was written with seed %d, this run has %d", ck.Dir, prev.Seed, cfg.Seed)
+		}
+		if want := start * int64(cfg.TrainBatchSize); prev.Backend != "" && prev.NextSequence != want {
+			return fmt.Errorf("checkpoint %s: loader position %d, but %d steps of %d sequences is %d", ck.Dir, prev.NextSequence, start, cfg.TrainBatchSize, want)
+		}
+		j.Result.ResumedFrom = start
+		j.logf("info", "resuming from %s (step %d of %d)", ck.Dir, start, numSteps)
+	} else if params, err = j.initialModel(ctx); err != nil {
+		return err
+	}
+	mcfg := params.Config
+	if data.Tokenizer.VocabSize > mcfg.VocabSize {
+		return fmt.Errorf("the caches' tokenizer %s has %d tokens, the model's vocab_size is %d", data.Tokenizer.Name, data.Tokenizer.VocabSize, mcfg.VocabSize)
+	}
+	if cfg.MaxSeqLen > mcfg.MaxPositionEmbeddings {
+		return fmt.Errorf("max_seq_len %d exceeds the model's max_position_embeddings %d", cfg.MaxSeqLen, mcfg.MaxPositionEmbeddings)
+	}
+	if start >= numSteps && ck != nil {
+		j.logf("info", "checkpoint step %d is the last step: nothing to train", start)
+	}
+
+	model, err := llama.New(mcfg, params)
+	if err != nil {
+		return err
+	}
+	grads, err := llama.NewParams(mcfg)
+	if err != nil {
+		return err
+	}
+	oparams := make([]optim.Param, 0, len(params.Tensors()))
+	for i, t := range params.Tensors() {
+		oparams = append(oparams, optim.Param{Name: t.Name, Data: t.Data, Grad: grads.Tensors()[i].Data, Decay: optim.LevanterWeightDecay(t.Name)})
+	}
+	acfg := optim.DefaultAdamW()
+	acfg.WeightDecay = cfg.WeightDecay
+	acfg.MaxGradNorm = *cfg.MaxGradNorm
+	opt, err := optim.NewAdamW(acfg, oparams)
+	if err != nil {
+		return err
+	}
+	if ck != nil && ck.Optimizer != nil {
+		if err := opt.LoadState(ck.Optimizer); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", ck.Dir, err)
+		}
+	}
+	decay := cfg.Cooldown
+	sched, err := optim.NewSchedule(optim.ScheduleConfig{
+		LearningRate: cfg.LearningRate, Schedule: cfg.LRSchedule, MinLRRatio: cfg.MinLRRatio,
+		Warmup: cfg.Warmup, Decay: &decay,
+	}, int(numSteps))
+	if err != nil {
+		return fmt.Errorf("train config: %w", err)
+	}
+
+	B, T := cfg.TrainBatchSize, cfg.MaxSeqLen
+	if ts.MicroBatchSize == 0 {
+		ts.MicroBatchSize = j.microBatch(mcfg)
+	}
+	micro := ts.MicroBatchSize
+	if B%micro != 0 {
+		return fmt.Errorf("micro-batch size %d does not divide train_batch_size %d", micro, B)
+	}
+	j.Result.MicroBatchSize = micro
+	peak := j.peakFLOPS()
+	j.Result.PeakFLOPS = peak
+
+	mw, err := openMetrics(filepath.Join(j.Out, MetricsName), start)
+	if err != nil {
+		return err
+	}
+	defer mw.Close()
+
+	j.logf("info", "training %s model (%d parameters) for steps %d..%d: batch %d × %d tokens in micro-batches of %d, %d threads",
+		mcfg.ModelType, mcfg.NumParams(), start+1, numSteps, B, T, micro, kernels.Threads())
+
+	exportOpts := tok.exportOptions(data)
+	batch := llama.NewBatch(micro, T)
+	seq := dataloader.NewSequence(T)
+	full := llama.NewBatch(B, T)
+	lossOpts := llama.LossOptions{ZLossWeight: cfg.ZLossWeight}
+	lastCkpt := time.Now()
+	flopsPerToken := 3 * mcfg.FlopsPerToken(T)
+	var sumTPS, sumMFU float64
+	var nSteps int
+	runStart := time.Now()
+	elapsedBefore := ts.ElapsedSecs
+
+	for step := start; step < numSteps; step++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("train step %d: %w", step+1, err)
+		}
+		t0 := time.Now()
+		// The whole batch first, to know the step's trained-token count:
+		// every micro-batch's gradient is scaled by 1/total, so the sum is
+		// the mean over the whole batch, as one big batch would give.
+		g0 := step * int64(B)
+		for r := 0; r < B; r++ {
+			if err := data.FillTrain(g0+int64(r), full, r, seq); err != nil {
+				return fmt.Errorf("train step %d: %w", step+1, err)
+			}
+		}
+		total := full.TrainedCount()
+		grads.Zero()
+		var res llama.LossResult
+		if total > 0 {
+			scale := 1 / float32(total)
+			for m0 := 0; m0 < B; m0 += micro {
+				sliceBatch(batch, full, m0, micro)
+				r, err := model.LossAndGrad(batch, lossOpts, grads, scale)
+				if err != nil {
+					return fmt.Errorf("train step %d: %w", step+1, err)
+				}
+				res = res.Add(r)
+			}
+		}
+		lr := sched.LR(int(opt.State.Step))
+		info, err := opt.Step(oparams, lr)
+		if err != nil {
+			return fmt.Errorf("train step %d: %w", step+1, err)
+		}
+		done := step + 1
+		secs := time.Since(t0).Seconds()
+		tokens := int64(B * T)
+		ts.TokensSeen += tokens
+		ts.TrainedTokens += int64(total)
+		ts.NextSequence = done * int64(B)
+		tps := float64(tokens) / secs
+		mfu := 0.0
+		if peak > 0 {
+			mfu = flopsPerToken * tps / peak
+		}
+		sumTPS += tps
+		sumMFU += mfu
+		nSteps++
+		row := MetricsRow{
+			Step: done, Loss: res.ObjectiveMean(), LR: lr, GradNorm: info.GradNorm,
+			Tokens: tokens, TrainedTokens: int64(total), TokensPerSecond: tps, MFU: mfu, StepSeconds: secs,
+		}
+		if cfg.ZLossWeight > 0 && res.Count > 0 {
+			z := res.ZLoss / float64(res.Count)
+			row.ZLoss = &z
+		}
+		if math.IsNaN(row.Loss) || math.IsInf(row.Loss, 0) {
+			return fmt.Errorf("train step %d: the loss is %v", done, row.Loss)
+		}
+		j.Result.FinalLoss = row.Loss
+		last := done == numSteps
+		if len(data.valid) > 0 && (last || (cfg.StepsPerEval > 0 && done%cfg.StepsPerEval == 0)) {
+			ev, per, err := j.evaluate(ctx, model, data, batch, seq, lossOpts)
+			if err != nil {
+				return fmt.Errorf("eval at step %d: %w", done, err)
+			}
+			row.EvalLoss, row.Eval = &ev, per
+			j.Result.FinalEvalLoss = &ev
+			j.logf("info", "step %d: eval loss %.4f", done, ev)
+		}
+		if err := mw.Write(row); err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("loss %.4f · lr %.3g · %s tok/s · MFU %.1f%%", row.Loss, lr, humanRate(tps), 100*mfu)
+		j.Report.Progress(float64(done), float64(numSteps), "steps", msg)
+		if done == start+1 || done%50 == 0 || last {
+			j.logf("info", "step %d/%d: %s · grad norm %.3g", done, numSteps, msg, info.GradNorm)
+		}
+		ts.ElapsedSecs = elapsedBefore + time.Since(runStart).Seconds()
+		permanent := last || (cfg.StepsPerCheckpoint > 0 && done%cfg.StepsPerCheckpoint == 0)
+		mins := cfg.CheckpointMinutes
+		if mins == 0 {
+			mins = 10
+		}
+		temporary := !permanent && mins > 0 && time.Since(lastCkpt) >= time.Duration(mins*float64(time.Minute))
+		if permanent || temporary {
+			dir := filepath.Join(ckRoot, weights.StepName(done))
+			if err := SaveCheckpoint(dir, done, params, &opt.State, ts, temporary, tok.dir); err != nil {
+				return err
+			}
+			if err := PruneTemporary(ckRoot, done); err != nil {
+				j.logf("warn", "%v", err)
+			}
+			lastCkpt = time.Now()
+			j.logf("info", "checkpoint %s", dir)
+		}
+		if last || (cfg.StepsPerHFExport > 0 && done%cfg.StepsPerHFExport == 0) {
+			dir := filepath.Join(j.Out, "hf", weights.StepName(done))
+			exportOpts.Extra = map[string][]byte{generate.MarinInfoName: tok.marinInfo(data, done)}
+			if err := weights.ExportHF(dir, params, exportOpts); err != nil {
+				return err
+			}
+			j.logf("info", "exported %s", dir)
+		}
+		if j.afterStep != nil {
+			if err := j.afterStep(done); err != nil {
+				return err
+			}
+		}
+	}
+	// A run killed between its final checkpoint and its final export
+	// resumes with nothing to train; the export must still exist.
+	if final := filepath.Join(j.Out, "hf", weights.StepName(numSteps)); start == numSteps {
+		if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
+			exportOpts.Extra = map[string][]byte{generate.MarinInfoName: tok.marinInfo(data, numSteps)}
+			if err := weights.ExportHF(final, params, exportOpts); err != nil {
+				return err
+			}
+			j.logf("info", "exported %s", final)
+		}
+	}
+	if nSteps > 0 {
+		j.Result.TokensPerSec = sumTPS / float64(nSteps)
+		j.Result.MFU = sumMFU / float64(nSteps)
+		j.logf("info", "trained steps %d..%d: %s tokens/s, MFU %.1f%% of %.1f GFLOP/s, final loss %.4f",
+			start+1, numSteps, humanRate(j.Result.TokensPerSec), 100*j.Result.MFU, peak/1e9, j.Result.FinalLoss)
+	}
+	return nil
+}
+
+// sliceBatch makes dst (micro rows) a view of rows [r0, r0+micro) of src by
+// copying them.
+func sliceBatch(dst, src *llama.Batch, r0, micro int) {
+	T := src.T
+	a, b := r0*T, (r0+micro)*T
+	copy(dst.Tokens, src.Tokens[a:b])
+	copy(dst.Segments, src.Segments[a:b])
+	copy(dst.Positions, src.Positions[a:b])
+	copy(dst.LossMask, src.LossMask[a:b])
+}
+
+// evaluate returns the loss over every validation component (token
+// weighted) and each component's own.
+func (j *Job) evaluate(ctx context.Context, model *llama.Model, data *Data, batch *llama.Batch, seq *dataloader.Sequence, opts llama.LossOptions) (float64, map[string]float64, error) {
+	per := map[string]float64{}
+	var all llama.LossResult
+	micro := batch.B
+	for _, s := range data.valid {
+		n := s.packing.Len()
+		if lim := j.Config.MaxEvalSequences; lim > 0 && n > lim {
+			n = lim
+		}
+		var comp llama.LossResult
+		for s0 := int64(0); s0 < n; s0 += int64(micro) {
+			if err := ctx.Err(); err != nil {
+				return 0, nil, err
+			}
+			for r := 0; r < micro; r++ {
+				if s0+int64(r) < n {
+					if err := fillRow(s, s0+int64(r), batch, r, seq); err != nil {
+						return 0, nil, err
+					}
+					continue
+				}
+				// Pad a short last batch with empty rows, keeping its shape.
+				off := r * batch.T
+				for t := 0; t < batch.T; t++ {
+					batch.Tokens[off+t], batch.Segments[off+t], batch.Positions[off+t], batch.LossMask[off+t] = 0, -1, 0, false
+				}
+			}
+			r, err := model.Loss(batch, opts)
+			if err != nil {
+				return 0, nil, fmt.Errorf("validation component %s: %w", s.name, err)
+			}
+			comp = comp.Add(r)
+		}
+		per[s.name] = comp.Mean()
+		all = all.Add(comp)
+	}
+	return all.Mean(), per, nil
+}
+
+// initialModel is the model a fresh run starts from.
+func (j *Job) initialModel(ctx context.Context) (*llama.Params, error) {
+	cfg := j.Config
+	if hasModelConfig(cfg.ModelConfig) {
+		mc, err := weights.ParseModelConfig(cfg.ModelConfig)
+		if err != nil {
+			return nil, err
+		}
+		j.logf("info", "initialising a %d-parameter model from model_config with seed %d", mc.NumParams(), cfg.Seed)
+		return weights.Init(mc, uint64(cfg.Seed))
+	}
+	name := ""
+	if cfg.ModelNameOrPath != nil && *cfg.ModelNameOrPath != "" {
+		name = *cfg.ModelNameOrPath
+	} else {
+		name = *cfg.InitializeFromCheckpointPath
+	}
+	dir, err := weights.Resolve(ctx, name, func(f string, a ...any) { j.logf("info", f, a...) })
+	if err != nil {
+		return nil, err
+	}
+	p, info, err := weights.LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	dts := []string{}
+	for d, n := range info.DTypes {
+		dts = append(dts, fmt.Sprintf("%d %s", n, d))
+	}
+	j.logf("info", "loaded %s from %s (%s tensors)", name, dir, strings.Join(dts, ", "))
+	return p, nil
+}
+
+// microBatch picks the largest divisor of train_batch_size whose
+// activations fit the budget.
+func (j *Job) microBatch(c llama.Config) int {
+	cfg := j.Config
+	if cfg.MicroBatchSize > 0 {
+		return cfg.MicroBatchSize
+	}
+	c = c.Normalized()
+	d, f := int64(c.HiddenSize), int64(c.IntermediateSize)
+	q, kv := int64(c.NumAttentionHeads*c.HeadDim), int64(c.NumKeyValueHeads*c.HeadDim)
+	perLayer := 4 * (2*d + 2*q + 2*kv + 2*f + int64(c.NumAttentionHeads))
+	shared := 4 * (7*d + f + 2*q + 2*kv)
+	perSeq := int64(cfg.MaxSeqLen) * (int64(c.NumHiddenLayers)*perLayer + shared)
+	budget := j.ActivationBytes
+	if budget <= 0 {
+		budget = min(memTotal()/4, 8<<30)
+	}
+	best := 1
+	for m := 1; m <= cfg.TrainBatchSize; m++ {
+		if cfg.TrainBatchSize%m == 0 && int64(m)*perSeq <= budget {
+			best = m
+		}
+	}
+	return best
+}
+
+func memTotal() int64 {
+	raw, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(raw))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	return 8 << 30
+}
+
+// PeakEnv overrides the measured peak used for MFU, in GFLOP/s.
+const PeakEnv = "MARIN_CPU_PEAK_GFLOPS"
+
+func (j *Job) peakFLOPS() float64 {
+	if j.PeakFLOPS > 0 {
+		return j.PeakFLOPS
+	}
+	if v, err := strconv.ParseFloat(os.Getenv(PeakEnv), 64); err == nil && v > 0 {
+		return v * 1e9
+	}
+	return MeasurePeak()
+}
+
+// MeasurePeak is the best float32 FLOP/s of a few 768³ matrix multiplies
+// on all threads: the figure MFU is reported against on the CPU.
+func MeasurePeak() float64 {
+	const n = 768
+	a := make([]float32, n*n)
+	b := make([]float32, n*n)
+	c := make([]float32, n*n)
+	for i := range a {
+		a[i] = float32(i%97) * 1e-3
+		b[i] = float32(i%89) * 1e-3
+	}
+	best := 0.0
+	for r := 0; r < 4; r++ {
+		t0 := time.Now()
+		kernels.Sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n)
+		if g := 2 * n * n * n / time.Since(t0).Seconds(); g > best {
+			best = g
+		}
+	}
+	return best
+}
+
+func humanRate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// tokFiles is the tokenizer the caches were made with, found on disk so
+// exports and checkpoints can carry it.
+type tokFiles struct {
+	dir   string // "" when not found
+	vocab *chat.Vocab
+	sha   string
+}
+
+// tokenizerFiles finds the tokenizer: the config's tokenizer, else the
+// file the tokenize step read (recorded in the cache manifest). Its
+// tokenizer.json must be the one the caches were made with.
+func (j *Job) tokenizerFiles(ctx context.Context, data *Data) (*tokFiles, error) {
+	var cands []string
+	if t := j.Config.Tokenizer; t != nil && *t != "" {
+		cands = append(cands, *t)
+	}
+	if data.Tokenizer.File != "" {
+		cands = append(cands, data.Tokenizer.File)
+	}
+	if data.Tokenizer.Name != "" {
+		cands = append(cands, data.Tokenizer.Name)
+	}
+	var tried []string
+	for _, name := range cands {
+		dir, err := weights.ResolveTokenizer(ctx, name, func(f string, a ...any) { j.logf("info", f, a...) })
+		if err != nil {
+			tried = append(tried, err.Error())
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+		if err != nil {
+			tried = append(tried, err.Error())
+			continue
+		}
+		sum := sha256.Sum256(raw)
+		sha := hex.EncodeToString(sum[:])
+		if data.Tokenizer.SHA256 != "" && sha != data.Tokenizer.SHA256 {
+			return nil, fmt.Errorf("tokenizer %s (sha256 %.12s) is not the one the training data was tokenized with (%s, sha256 %.12s)", name, sha, data.Tokenizer.Name, data.Tokenizer.SHA256)
+		}
+		tk, err := tokenizer.FromBytes(raw)
+		if err != nil {
+			return nil, fmt.Errorf("tokenizer %s: %w", name, err)
+		}
+		cfgJSON, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("tokenizer %s: %w", name, err)
+		}
+		v, err := chat.NewVocab(tk, raw, cfgJSON)
+		if err != nil {
+			return nil, fmt.Errorf("tokenizer %s: %w", name, err)
+		}
+		return &tokFiles{dir: dir, vocab: v, sha: sha}, nil
+	}
+	j.logf("warn", "the tokenizer files were not found (%s); checkpoints and exports will not carry them", strings.Join(tried, "; "))
+	return &tokFiles{}, nil
+}
+
+// exportOptions fills bos/eos ids: the tokenizer's, plus the chat
+// format's end of turn so generation stops at the end of a turn.
+func (t *tokFiles) exportOptions(data *Data) weights.ExportOptions {
+	o := weights.ExportOptions{TokenizerDir: t.dir}
+	if t.vocab == nil {
+		return o
+	}
+	if t.vocab.BOS != "" {
+		if id, ok := t.vocab.Tok.TokenToID(t.vocab.BOS); ok {
+			b := int(id)
+			o.BOSTokenID = &b
+		}
+	}
+	seen := map[int]bool{}
+	add := func(id uint32) {
+		if !seen[int(id)] {
+			seen[int(id)] = true
+			o.EOSTokenIDs = append(o.EOSTokenIDs, int(id))
+		}
+	}
+	if t.vocab.EOS != "" {
+		if id, ok := t.vocab.Tok.TokenToID(t.vocab.EOS); ok {
+			add(id)
+		}
+	}
+	if len(data.Format) > 0 {
+		if fo, err := chat.ParseOptions(data.Format); err == nil && fo.Name != chat.NamePlugin {
+			if p, err := generate.NewPrompter(fo, t.vocab); err == nil {
+				for _, id := range p.Stop() {
+					add(id)
+				}
+			}
+		}
+	}
+	return o
+}
+
+func (t *tokFiles) marinInfo(data *Data, step int64) []byte {
+	raw, _ := json.MarshalIndent(generate.MarinInfo{ChatFormat: data.Format, Step: step, TokenizerSHA256: data.Tokenizer.SHA256}, "", "  ")
+	return raw
+}
