@@ -1,7 +1,6 @@
 // Package cpu is the built-in "cpu" backend plugin: the pure-Go reference
 // backend, compiled into the marin binary and served as `marin plugin serve
-// cpu`. It serves the tokenize op today; training and generation ops join
-// its op table as they land.
+// cpu`. It serves tokenize, train, eval/exact_match and tasks/generate.
 package cpu
 
 import (
@@ -19,8 +18,8 @@ const Version = "0.1.0"
 func Plugin() *sdk.Plugin {
 	return &sdk.Plugin{
 		Name: Name, Kind: sdk.KindBackend, Version: Version,
-		Ops: map[string]sdk.Op{
+		Ops: trainOps(map[string]sdk.Op{
 			tokenize.OpName: tokenize.Op(),
-		},
+		}),
 	}
 }
