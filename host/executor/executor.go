@@ -229,8 +229,11 @@ func selectSteps(plan *graph.Plan, runOnly []*regexp.Regexp) ([]*graph.Planned, 
 	return out, nil
 }
 
+// cleanupTimeout bounds one bookkeeping write (a variable for tests).
+var cleanupTimeout = 30 * time.Second
+
 // detached returns a context for cleanup writes (final status, lease
 // release) that must happen even after the run was interrupted.
 func detached(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }

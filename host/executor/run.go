@@ -445,26 +445,37 @@ func (s *scheduler) runHeld(ctx context.Context, i int, mine Lease, waitedOn map
 	name := st.Step.Name
 	log := e.log.With().Str("step", name).Str("op", st.Step.Op).Str("path", st.OutputPath).Logger()
 
-	wctx, cancelW := detached(ctx)
-	defer cancelW()
+	// Each bookkeeping write gets its own deadline: the step between the
+	// first and the last may run for hours.
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	wctx := func() context.Context {
+		c, cancel := detached(ctx)
+		cancels = append(cancels, cancel)
+		return c
+	}
 	released := false
 	releaseLease := func() {
 		if released {
 			return
 		}
 		released = true
-		if err := e.release(wctx, st.OutputPath, mine); err != nil {
+		if err := e.release(wctx(), st.OutputPath, mine); err != nil {
 			log.Error().Err(err).Msg("release lease")
 		}
 	}
 	defer releaseLease()
 	record := func(status Status, msg string) error {
-		return appendStatus(wctx, st.OutputPath, StatusEntry{Status: status, Time: e.now().UTC(), Holder: e.holder, Message: msg})
+		return appendStatus(wctx(), st.OutputPath, StatusEntry{Status: status, Time: e.now().UTC(), Holder: e.holder, Message: msg})
 	}
 
 	// The double check: between deciding and getting the lease, another
 	// process may have finished (or failed) the step.
-	h, err := ReadStatus(wctx, st.OutputPath)
+	h, err := ReadStatus(wctx(), st.OutputPath)
 	if err != nil {
 		return outcome{status: StatusFailed, msg: err.Error()}, false
 	}
@@ -483,7 +494,7 @@ func (s *scheduler) runHeld(ctx context.Context, i int, mine Lease, waitedOn map
 			attempt++
 		}
 	}
-	if err := writeInfo(wctx, st.OutputPath, e.info(st, s.plugins[st.Step.Op])); err != nil {
+	if err := writeInfo(wctx(), st.OutputPath, e.info(st, s.plugins[st.Step.Op])); err != nil {
 		return outcome{status: StatusFailed, msg: err.Error()}, false
 	}
 	if err := record(StatusRunning, fmt.Sprintf("attempt %d", attempt)); err != nil {
@@ -524,7 +535,7 @@ func (s *scheduler) runHeld(ctx context.Context, i int, mine Lease, waitedOn map
 	if runErr == nil {
 		// Confirm the lease before declaring success: a holder that lost it
 		// must leave the status to the new one.
-		if ok, err := e.holds(wctx, st.OutputPath, mine); err != nil || !ok {
+		if ok, err := e.holds(wctx(), st.OutputPath, mine); err != nil || !ok {
 			if err != nil {
 				log.Error().Err(err).Msg("check lease")
 				return outcome{status: StatusFailed, msg: err.Error(), ran: true, dur: dur}, false

@@ -583,6 +583,23 @@ func TestStepTimeoutFailsStep(t *testing.T) {
 	}
 }
 
+// A step that runs longer than one bookkeeping write may take still gets
+// its SUCCESS recorded (the writes after it must not share a deadline that
+// started before it).
+func TestLongStepRecordsSuccess(t *testing.T) {
+	old := cleanupTimeout
+	cleanupTimeout = 100 * time.Millisecond
+	defer func() { cleanupTimeout = old }()
+	s := &graph.Step{Name: "long", Op: "op", Config: map[string]any{}}
+	plan := mustBuild(t, memPrefix(t), []*graph.Step{s})
+	r := newFakeRunner()
+	r.delay = 300 * time.Millisecond
+	rep, err := Run(context.Background(), plan, testOpts(r, "me"))
+	if err != nil || rep.Steps[0].Status != StatusSuccess {
+		t.Fatalf("err %v, result %+v", err, rep.Steps)
+	}
+}
+
 type panicRunner struct{ *fakeRunner }
 
 func (panicRunner) Run(context.Context, RunRequest, func(Event)) error { panic("boom") }
