@@ -11,13 +11,14 @@ import (
 // Append, then one sampled token per row per Append call. Each row is one
 // document whose positions count from 0. A Decoder shares its Model's
 // parameters (read-only) but not its buffers, and is not safe for
-// concurrent use.
+// concurrent use, nor for use concurrently with its Model.
 type Decoder struct {
 	m      *Model
 	rows   int
 	maxLen int
 	k, v   [][]float32 // per layer: [rows, maxLen, kvDim], post-RoPE keys
 	length []int
+	rope   *ropeTable
 }
 
 // NewDecoder returns a decoder for rows sequences of at most maxLen tokens
@@ -34,7 +35,7 @@ func (m *Model) NewDecoder(rows, maxLen int) (*Decoder, error) {
 		return nil, fmt.Errorf("new decoder: %d tokens exceed the sliding window %d (not implemented)", maxLen, lim)
 	}
 	kvDim := c.NumKeyValueHeads * c.HeadDim
-	d := &Decoder{m: m, rows: rows, maxLen: maxLen, length: make([]int, rows)}
+	d := &Decoder{m: m, rows: rows, maxLen: maxLen, length: make([]int, rows), rope: newRopeTable(c, maxLen)}
 	for range c.NumHiddenLayers {
 		d.k = append(d.k, make([]float32, rows*maxLen*kvDim))
 		d.v = append(d.v, make([]float32, rows*maxLen*kvDim))
@@ -114,8 +115,8 @@ func (d *Decoder) appendRow(row int, toks []int32) []float32 {
 		linear(q, h, n, p.Q, p.QBias, false)
 		linear(kc[start*dims.kvDim:], h, n, p.K, p.KBias, false)
 		linear(vc[start*dims.kvDim:], h, n, p.V, p.VBias, false)
-		m.rope.apply(q, dims.qDim, dims.H, pos, 0, n)
-		m.rope.apply(kc[start*dims.kvDim:], dims.kvDim, dims.KV, pos, 0, n)
+		d.rope.apply(q, dims.qDim, dims.H, pos, 0, n)
+		d.rope.apply(kc[start*dims.kvDim:], dims.kvDim, dims.KV, pos, 0, n)
 		kernels.ParallelFor(dims.H, func(w, hd int) {
 			kvh := hd / dims.group
 			s := scores[w][:n*total]

@@ -38,7 +38,7 @@ func New(cfg Config, params *Params) (*Model, error) {
 			return nil, fmt.Errorf("new model: tensor %d is %s %v, config needs %s %v", i, pt.Name, pt.Shape, t.Name, t.Shape)
 		}
 	}
-	return &Model{Config: cfg, Params: params, rope: newRopeTable(cfg, cfg.MaxPositionEmbeddings)}, nil
+	return &Model{Config: cfg, Params: params, rope: newRopeTable(cfg, 0)}, nil
 }
 
 // layerActs are the activations one layer keeps for its backward pass. The

@@ -56,6 +56,8 @@ func RopeInvFreq(cfg Config) []float32 {
 // [0, len/half): entry p·half+i.
 type ropeTable struct {
 	half     int
+	inv      []float32
+	limit    int // max_position_embeddings
 	cos, sin []float32
 }
 
@@ -71,17 +73,28 @@ func RopeCosSin(cfg Config, n int) (cos, sin []float32) {
 
 func newRopeTable(cfg Config, n int) *ropeTable {
 	inv := RopeInvFreq(cfg)
-	half := len(inv)
-	t := &ropeTable{half: half, cos: make([]float32, n*half), sin: make([]float32, n*half)}
-	for p := 0; p < n; p++ {
-		for i, f := range inv {
+	t := &ropeTable{half: len(inv), inv: inv, limit: cfg.Normalized().MaxPositionEmbeddings}
+	t.grow(n)
+	return t
+}
+
+// grow extends the tables to cover positions [0, n).
+func (t *ropeTable) grow(n int) {
+	half := t.half
+	p0 := t.positions()
+	if n <= p0 {
+		return
+	}
+	t.cos = append(t.cos, make([]float32, (n-p0)*half)...)
+	t.sin = append(t.sin, make([]float32, (n-p0)*half)...)
+	for p := p0; p < n; p++ {
+		for i, f := range t.inv {
 			ang := float32(p) * f
 			s, c := math.Sincos(float64(ang))
 			t.cos[p*half+i] = float32(c)
 			t.sin[p*half+i] = float32(s)
 		}
 	}
-	return t
 }
 
 // positions reports how many positions the table covers.
@@ -130,12 +143,16 @@ func (t *ropeTable) applyInverse(x []float32, ld, nHeads int, pos []int32, r0, r
 	}
 }
 
+// check validates positions against max_position_embeddings and grows the
+// tables to cover them.
 func (t *ropeTable) check(pos []int32) error {
-	n := t.positions()
+	hi := int32(-1)
 	for i, p := range pos {
-		if p < 0 || int(p) >= n {
-			return fmt.Errorf("position %d at index %d is outside [0, %d) (max_position_embeddings)", p, i, n)
+		if p < 0 || int(p) >= t.limit {
+			return fmt.Errorf("position %d at index %d is outside [0, %d) (max_position_embeddings)", p, i, t.limit)
 		}
+		hi = max(hi, p)
 	}
+	t.grow(int(hi) + 1)
 	return nil
 }
