@@ -3,108 +3,98 @@ package gomlx
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
-	"github.com/marin-go/marin/backends/checkpoint"
-	"github.com/marin-go/marin/backends/optim"
+	"github.com/marin-go/marin/backends/llama"
+	"github.com/marin-go/marin/backends/train"
+	"github.com/marin-go/marin/backends/weights"
 )
 
-// Checkpoints and hf/ exports use backends/checkpoint, the format the cpu
-// backend shares: config.json, float32 model.safetensors (HF names),
-// optimizer.bin (backends/optim's AdamW state) and metadata.json.
+// Checkpoints and hf/ exports are written and read by the same code as the
+// cpu backend's train op (backends/train, backends/weights, in
+// backends/checkpoint's layout): config.json, float32 model.safetensors
+// with HF names, optimizer.bin (backends/optim's AdamW state) and a
+// verified metadata.json. So a run can move between backends at any
+// checkpoint, and every export loads in transformers and vLLM.
 
-// ExportHF writes config.json and the weights in Hugging Face layout.
-func (m *Model) ExportHF(ctx context.Context, dir string) error {
-	w, err := m.Weights()
-	if err != nil {
-		return err
-	}
-	return checkpoint.WriteHF(dir, m.rawConfig, tensorsOf(m.specs, w))
-}
+// Backend is what this backend writes into a checkpoint's trainer state.
+const Backend = "gomlx"
 
-func tensorsOf(specs []ParamSpec, w map[string][]float32) []checkpoint.Tensor {
-	var ts []checkpoint.Tensor
-	for _, s := range specs {
-		shape := make([]int64, len(s.Shape))
-		for i, d := range s.Shape {
-			shape[i] = int64(d)
-		}
-		ts = append(ts, checkpoint.Tensor{Name: s.Name, Shape: shape, Data: w[s.Name]})
-	}
-	return ts
-}
-
-// SaveCheckpoint writes weights, optimizer state and meta (its Step is set
-// to the optimizer steps taken) to dir atomically.
-func (m *Model) SaveCheckpoint(ctx context.Context, dir string, meta checkpoint.Metadata) error {
-	w, err := m.Weights()
-	if err != nil {
-		return err
-	}
-	mom, vel, steps, err := m.OptimizerState()
-	if err != nil {
-		return err
-	}
-	var st *optim.State
-	if mom != nil {
-		st = &optim.State{Step: int64(steps)}
-		for _, s := range m.specs {
-			st.Names = append(st.Names, s.Name)
-			st.M = append(st.M, mom[s.Name])
-			st.V = append(st.V, vel[s.Name])
-		}
-	}
-	meta.Step = int64(steps)
-	return checkpoint.Save(dir, m.rawConfig, tensorsOf(m.specs, w), st, meta)
-}
-
-// LoadHF opens an HF model directory (config.json + safetensors).
-func LoadHF(dir string, opts Options) (*Model, error) {
-	hf, err := checkpoint.ReadHF(dir)
+// llamaParams copies the weights into backends/llama's parameters.
+func (m *Model) llamaParams() (*llama.Params, error) {
+	cfg, err := llama.ParseConfig(m.rawConfig)
 	if err != nil {
 		return nil, err
 	}
-	return fromFiles(dir, hf, opts)
+	return TrainEngine{M: m}.Params(cfg)
 }
 
-func fromFiles(dir string, hf *checkpoint.Model, opts Options) (*Model, error) {
-	cfg, err := ParseConfig(hf.ConfigJSON)
+// ExportHF writes the model in Hugging Face layout (config.json,
+// generation_config.json, safetensors; tokenizer files are the caller's).
+func (m *Model) ExportHF(ctx context.Context, dir string) error {
+	p, err := m.llamaParams()
+	if err != nil {
+		return err
+	}
+	return weights.ExportHF(dir, p, weights.ExportOptions{})
+}
+
+// SaveCheckpoint writes weights, optimizer state and ts (its Backend set
+// to "gomlx") to dir atomically, as backends/train does.
+func (m *Model) SaveCheckpoint(ctx context.Context, dir string, ts train.TrainerState, temporary bool, tokenizerDir string) error {
+	p, err := m.llamaParams()
+	if err != nil {
+		return err
+	}
+	st, err := TrainEngine{M: m}.OptimizerState()
+	if err != nil {
+		return err
+	}
+	ts.Backend = Backend
+	return train.SaveCheckpoint(dir, int64(m.Steps()), p, st, ts, temporary, tokenizerDir)
+}
+
+// LoadHF opens an HF model directory (config.json + safetensors, sharded
+// or not, F32/BF16/F16).
+func LoadHF(dir string, opts Options) (*Model, error) {
+	p, _, err := weights.LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return fromParams(dir, p, opts)
+}
+
+func fromParams(dir string, p *llama.Params, opts Options) (*Model, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
-	for _, s := range cfg.Params() {
-		if shape, ok := hf.Shapes[s.Name]; ok && fmt.Sprint(shape) != fmt.Sprint(s.Shape) {
-			return nil, fmt.Errorf("load model %s: %s has shape %v, config wants %v", dir, s.Name, shape, s.Shape)
-		}
+	w := map[string][]float32{}
+	for _, t := range p.Tensors() {
+		w[t.Name] = t.Data
 	}
-	m, err := New(cfg, hf.Weights, opts)
+	m, err := NewFromJSON(raw, w, opts)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
-	m.rawConfig = hf.ConfigJSON
 	return m, nil
 }
 
-// LoadCheckpoint resumes a model and its optimizer state from a checkpoint
-// directory; it also returns the checkpoint's metadata.
-func LoadCheckpoint(dir string, opts Options) (*Model, checkpoint.Metadata, error) {
-	hf, st, meta, err := checkpoint.Load(dir)
+// LoadCheckpoint verifies and resumes a checkpoint written by either
+// backend; it also returns the checkpoint's trainer state.
+func LoadCheckpoint(dir string, opts Options) (*Model, train.TrainerState, error) {
+	ck, err := train.LoadCheckpoint(dir)
 	if err != nil {
-		return nil, meta, err
+		return nil, train.TrainerState{}, err
 	}
-	m, err := fromFiles(dir, hf, opts)
+	m, err := fromParams(dir, ck.Params, opts)
 	if err != nil {
-		return nil, meta, err
+		return nil, train.TrainerState{}, err
 	}
-	if st == nil {
-		return m, meta, m.SetOptimizerState(nil, nil, 0)
-	}
-	mom, vel := map[string][]float32{}, map[string][]float32{}
-	for i, name := range st.Names {
-		mom[name], vel[name] = st.M[i], st.V[i]
-	}
-	if err := m.SetOptimizerState(mom, vel, int(st.Step)); err != nil {
+	if err := (TrainEngine{M: m}).LoadOptimizerState(ck.Optimizer); err != nil {
 		m.Close()
-		return nil, meta, fmt.Errorf("load checkpoint %s: %w", dir, err)
+		return nil, train.TrainerState{}, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
-	return m, meta, nil
+	return m, ck.Trainer(), nil
 }

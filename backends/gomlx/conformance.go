@@ -3,8 +3,8 @@ package gomlx
 import (
 	"context"
 
-	"github.com/marin-go/marin/backends/checkpoint"
 	"github.com/marin-go/marin/backends/conformance"
+	"github.com/marin-go/marin/backends/train"
 )
 
 // Conformance adapts the backend to the conformance suite (and to any
@@ -72,5 +72,5 @@ func (c conformanceModel) Greedy(ctx context.Context, prompt []int32, n int) ([]
 }
 
 func (c conformanceModel) SaveCheckpoint(ctx context.Context, dir string) error {
-	return c.Model.SaveCheckpoint(ctx, dir, checkpoint.Metadata{})
+	return c.Model.SaveCheckpoint(ctx, dir, train.TrainerState{}, false, "")
 }

@@ -14,9 +14,9 @@
 //     downloaded; without a plugin it fails saying so.
 //
 // Weights use Hugging Face names and layouts (model.layers.N.self_attn.
-// q_proj.weight is [out, in]); checkpoints and hf/ exports are
-// backends/checkpoint's files, the same for the cpu backend, so a run can
-// move between backends at a checkpoint. backends/conformance holds the
+// q_proj.weight is [out, in]); checkpoints and hf/ exports are written and
+// read by the cpu backend's own code (backends/train, backends/weights), so
+// a run can move between backends at a checkpoint. backends/conformance holds the
 // suite both backends pass; Conformance adapts this package to it.
 //
 // Entry points: New / NewFromJSON / LoadHF / LoadCheckpoint give a *Model;

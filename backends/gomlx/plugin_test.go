@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/marin-go/marin/backends/checkpoint"
 	"github.com/marin-go/marin/backends/conformance"
 	"github.com/marin-go/marin/plugins/sdk"
 )
@@ -30,9 +29,14 @@ func TestPluginGenerate(t *testing.T) {
 	}
 	dir := t.TempDir()
 	model := filepath.Join(dir, "hf")
-	if err := checkpoint.WriteHF(model, []byte(f.Config), tensorsOf(cfg.Params(), f.Weights)); err != nil {
+	src, err := NewFromJSON([]byte(f.Config), f.Weights, Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := src.ExportHF(context.Background(), model); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
 	out := filepath.Join(dir, "out")
 	run := func(config string) error {
 		req := &sdk.Request{Op: OpGenerate, ConfigJSON: []byte(config), OutputPath: "file://" + out}

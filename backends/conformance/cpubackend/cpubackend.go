@@ -1,5 +1,6 @@
 // Package cpubackend adapts the cpu reference backend (backends/llama for
-// the model, backends/optim for AdamW, backends/checkpoint for files) to the
+// the model, backends/optim for AdamW, backends/train and backends/weights
+// for checkpoints and exports, as the train op writes them) to the
 // conformance suite, so that suite runs on it and other backends can be
 // compared with it (conformance.RunPair).
 package cpubackend
@@ -7,11 +8,14 @@ package cpubackend
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
-	"github.com/marin-go/marin/backends/checkpoint"
 	"github.com/marin-go/marin/backends/conformance"
 	"github.com/marin-go/marin/backends/llama"
 	"github.com/marin-go/marin/backends/optim"
+	"github.com/marin-go/marin/backends/train"
+	"github.com/marin-go/marin/backends/weights"
 )
 
 // Backend returns the cpu backend as a conformance.Backend.
@@ -53,23 +57,35 @@ func open(configJSON []byte, weights map[string][]float32) (*model, error) {
 }
 
 func (backend) LoadHF(ctx context.Context, dir string) (conformance.Model, error) {
-	hf, err := checkpoint.ReadHF(dir)
+	p, _, err := weights.LoadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	return open(hf.ConfigJSON, hf.Weights)
+	return fromParams(dir, p)
+}
+
+func fromParams(dir string, p *llama.Params) (*model, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	w := map[string][]float32{}
+	for _, t := range p.Tensors() {
+		w[t.Name] = t.Data
+	}
+	return open(raw, w)
 }
 
 func (backend) LoadCheckpoint(ctx context.Context, dir string) (conformance.Model, error) {
-	hf, st, _, err := checkpoint.Load(dir)
+	ck, err := train.LoadCheckpoint(dir)
 	if err != nil {
 		return nil, err
 	}
-	m, err := open(hf.ConfigJSON, hf.Weights)
+	m, err := fromParams(dir, ck.Params)
 	if err != nil {
 		return nil, err
 	}
-	m.pending = st
+	m.pending = ck.Optimizer
 	return m, nil
 }
 
@@ -173,18 +189,6 @@ func (c *model) Greedy(ctx context.Context, prompt []int32, n int) ([]int32, err
 	return toks[len(prompt):], nil
 }
 
-func (c *model) tensors() []checkpoint.Tensor {
-	var ts []checkpoint.Tensor
-	for _, t := range c.m.Params.Tensors() {
-		shape := make([]int64, len(t.Shape))
-		for i, d := range t.Shape {
-			shape[i] = int64(d)
-		}
-		ts = append(ts, checkpoint.Tensor{Name: t.Name, Shape: shape, Data: t.Data})
-	}
-	return ts
-}
-
 func (c *model) SaveCheckpoint(ctx context.Context, dir string) error {
 	var st *optim.State
 	switch {
@@ -193,15 +197,15 @@ func (c *model) SaveCheckpoint(ctx context.Context, dir string) error {
 	case c.pending != nil:
 		st = c.pending
 	}
-	meta := checkpoint.Metadata{}
+	var step int64
 	if st != nil {
-		meta.Step = st.Step
+		step = st.Step
 	}
-	return checkpoint.Save(dir, c.raw, c.tensors(), st, meta)
+	return train.SaveCheckpoint(dir, step, c.m.Params, st, train.TrainerState{Backend: train.Backend}, false, "")
 }
 
 func (c *model) ExportHF(ctx context.Context, dir string) error {
-	return checkpoint.WriteHF(dir, c.raw, c.tensors())
+	return weights.ExportHF(dir, c.m.Params, weights.ExportOptions{})
 }
 
 func (c *model) Close() error { return nil }
