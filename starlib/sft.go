@@ -185,6 +185,11 @@ func defaultSFT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	m["tags"] = graph.Unversioned{Value: stringsToAny(tags)}
 	st := newStep(thread, stepName, "train", m)
 	st.s.Description = "fine-tune " + name
+	// The backend routes the op ("gomlx/train"); it is not hashed.
+	st.s.Backend = "cpu"
+	if res, ok := cfg.Get("resources").(*Record); ok {
+		st.s.Backend, _ = starlark.AsString(res.Get("backend"))
+	}
 	return st, nil
 }
 

@@ -31,6 +31,7 @@ type runOptions struct {
 	runOnly        []string
 	forceRunFailed bool
 	maxConcurrent  int
+	backend        string
 	logFormat      string
 	logLevel       string
 }
@@ -43,6 +44,7 @@ func (o *runOptions) bind(cmd *cobra.Command) {
 	f.StringArrayVar(&o.runOnly, "run-only", nil, "run only steps whose name or path matches REGEX, plus what they need (repeatable)")
 	f.BoolVar(&o.forceRunFailed, "force-run-failed", true, "rerun steps whose last attempt failed (false: they and their dependents are blocked)")
 	f.IntVar(&o.maxConcurrent, "max-concurrent", executor.DefaultMaxConcurrent, "steps run at once by this process")
+	f.StringVar(&o.backend, "backend", "", "compute backend for training steps, overriding the script's resources: cpu or gomlx (never changes output paths)")
 	bindLogFlags(cmd, &o.logFormat, &o.logLevel)
 }
 
@@ -126,6 +128,11 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 	if err != nil {
 		return err
 	}
+	switch o.backend {
+	case "", "cpu", "gomlx":
+	default:
+		return withCode(exitUsage, fmt.Errorf("--backend %q: want cpu or gomlx", o.backend))
+	}
 	runOnly, err := compileRunOnly(o.runOnly)
 	if err != nil {
 		return err
@@ -140,6 +147,8 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 		RunOnly:        runOnly,
 		ForceRunFailed: executor.Bool(o.forceRunFailed),
 		MaxConcurrent:  o.maxConcurrent,
+		Backend:        o.backend,
+		DefaultBackend: "cpu",
 		Logger:         log,
 		ScriptName:     res.Script,
 		MarinVersion:   version,

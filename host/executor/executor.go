@@ -97,6 +97,12 @@ type Options struct {
 	MarinVersion string
 	// Progress, if set, receives live step events.
 	Progress Progress
+	// Backend overrides the backend of every step that names one (the
+	// --backend flag); empty keeps each step's own.
+	Backend string
+	// DefaultBackend is the backend that serves bare op names ("train"
+	// rather than "cpu/train"); default "cpu".
+	DefaultBackend string
 	// Clock returns the current time; default time.Now. Tests move it.
 	Clock func() time.Time
 }
@@ -236,4 +242,9 @@ var cleanupTimeout = 30 * time.Second
 // release) that must happen even after the run was interrupted.
 func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}
+
+// dispatchOp is the op the Runner serves for st (see DispatchOp).
+func (e *executor) dispatchOp(st *graph.Step) string {
+	return DispatchOp(st.Op, st.Backend, e.opts.Backend, e.opts.DefaultBackend)
 }

@@ -199,7 +199,7 @@ func (e *executor) resolve(decisions []Decision) (map[string]PluginRef, error) {
 		if d.Decision != DecisionRun && d.Decision != DecisionRunningElsewhere {
 			continue
 		}
-		op := e.steps[i].Step.Op
+		op := e.dispatchOp(e.steps[i].Step)
 		if _, ok := users[op]; !ok {
 			ops = append(ops, op)
 		}
@@ -347,7 +347,7 @@ func (s *scheduler) markDepFailed(ctx context.Context, i int, failed []string) o
 		// Completed elsewhere from that dependency's earlier output.
 		return outcome{status: StatusSuccess, msg: "completed by " + c.Holder}
 	}
-	if err := writeInfo(wctx, st.OutputPath, e.info(st, s.plugins[st.Step.Op])); err != nil {
+	if err := writeInfo(wctx, st.OutputPath, e.info(st, s.plugins[e.dispatchOp(st.Step)])); err != nil {
 		e.log.Error().Err(err).Str("step", st.Step.Name).Msg("write step info")
 	}
 	if err := appendStatus(wctx, st.OutputPath, StatusEntry{Status: StatusDepFailed, Time: e.now().UTC(), Holder: e.holder, Message: msg}); err != nil {
@@ -494,7 +494,7 @@ func (s *scheduler) runHeld(ctx context.Context, i int, mine Lease, waitedOn map
 			attempt++
 		}
 	}
-	if err := writeInfo(wctx(), st.OutputPath, e.info(st, s.plugins[st.Step.Op])); err != nil {
+	if err := writeInfo(wctx(), st.OutputPath, e.info(st, s.plugins[e.dispatchOp(st.Step)])); err != nil {
 		return outcome{status: StatusFailed, msg: err.Error()}, false
 	}
 	if err := record(StatusRunning, fmt.Sprintf("attempt %d", attempt)); err != nil {
@@ -517,7 +517,7 @@ func (s *scheduler) runHeld(ctx context.Context, i int, mine Lease, waitedOn map
 	start := time.Now()
 	runErr := s.callRunner(stepCtx, RunRequest{
 		StepName:   name,
-		Op:         st.Step.Op,
+		Op:         e.dispatchOp(st.Step),
 		Config:     st.Config,
 		OutputPath: st.OutputPath,
 		Prefix:     e.plan.Prefix,

@@ -56,3 +56,24 @@ type Runner interface {
 	// deadline, malformed reply, or the op's error).
 	Run(ctx context.Context, req RunRequest, report func(Event)) error
 }
+
+// DispatchOp is the op a step is sent to: its Op, or "{backend}/{Op}" when
+// the step names a backend other than the default one. override (the
+// --backend flag) replaces the step's own backend for steps that name one.
+// Ops that take no backend are never rerouted.
+func DispatchOp(op, stepBackend, override, defaultBackend string) string {
+	if stepBackend == "" {
+		return op
+	}
+	b := stepBackend
+	if override != "" {
+		b = override
+	}
+	if defaultBackend == "" {
+		defaultBackend = "cpu"
+	}
+	if b == defaultBackend {
+		return op
+	}
+	return b + "/" + op
+}

@@ -31,6 +31,12 @@ type Step struct {
 	Timeout time.Duration
 	// Pos is the script position that created the step ("exp.star:12:5").
 	Pos string
+	// Backend, when set, names the compute backend that should serve Op
+	// (from the script's resources, e.g. "gomlx"). It is not versioned:
+	// backends produce the same numbers, so switching one never moves an
+	// output path. The executor dispatches such a step to the op
+	// "{Backend}/{Op}" (see executor.DispatchOp).
+	Backend string
 }
 
 // InputRef is a config value standing for the output path of another step
