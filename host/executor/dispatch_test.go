@@ -14,7 +14,7 @@ import (
 
 func TestDispatchOp(t *testing.T) {
 	cases := []struct{ op, step, override, def, want string }{
-		{"tokenize", "", "", "", "tokenize"},        // no backend: never rerouted
+		{"tokenize", "", "", "", "tokenize"},         // no backend: never rerouted
 		{"tokenize", "", "gomlx", "cpu", "tokenize"}, // --backend touches only backend steps
 		{"train", "cpu", "", "cpu", "train"},
 		{"train", "gomlx", "", "cpu", "gomlx/train"},
