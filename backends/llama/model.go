@@ -87,7 +87,6 @@ func (m *Model) workspaceFor(b *Batch, train bool) *workspace {
 	if ws == nil || ws.B != b.B || ws.T != b.T {
 		ws = &workspace{B: b.B, T: b.T}
 		d, F := c.HiddenSize, c.IntermediateSize
-		qDim, kvDim := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
 		ws.xFinal = make([]float32, N*d)
 		ws.rstdF = make([]float32, N)
 		ws.hF = make([]float32, N*d)
@@ -103,8 +102,6 @@ func (m *Model) workspaceFor(b *Batch, train bool) *workspace {
 		ws.logits = make([]float32, cr*c.VocabSize)
 		ws.rowLoss = make([]float64, cr)
 		ws.rowZ = make([]float64, cr)
-		_ = qDim
-		_ = kvDim
 		m.ws = ws
 	}
 	if len(ws.attnBuf) < kernels.Threads() {
@@ -148,7 +145,8 @@ func (m *Model) newLayerActs(b *Batch) layerActs {
 	}
 }
 
-// ReleaseBuffers drops the activation buffers kept between calls.
+// ReleaseBuffers drops the activation buffers kept between calls (they are
+// sized for the last batch shape and reallocated when the shape changes).
 func (m *Model) ReleaseBuffers() { m.ws = nil }
 
 // prepare validates b and fills the workspace's per-batch fields.
