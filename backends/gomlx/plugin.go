@@ -31,6 +31,10 @@ func Plugin() *sdk.Plugin {
 	return &sdk.Plugin{
 		Name: PluginName, Kind: sdk.KindBackend, Version: PluginVersion,
 		Ops: map[string]sdk.Op{
+			OpTrain: {
+				Description: "train a Llama-family model on token caches on GoMLX (the cpu train op's data, schedule, checkpoints and exports)",
+				Run:         runTrain,
+			},
 			OpGenerate: {
 				Description: "sample continuations from an HF model directory or checkpoint on GoMLX (XLA on accelerators)",
 				Run:         runGenerate,

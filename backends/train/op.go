@@ -18,8 +18,15 @@ func Op() sdk.Op {
 	}
 }
 
-// Run runs the op for one step.
+// Run runs the op for one step on the cpu reference engine.
 func Run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
+	return RunWith(ctx, req, r, "", nil)
+}
+
+// RunWith runs the op on another backend's engine (backend names it in
+// checkpoints; nil factory: the cpu engine). Everything but the numerics —
+// config, data, schedule, checkpoints, exports, metrics — is shared.
+func RunWith(ctx context.Context, req *sdk.Request, r sdk.Reporter, backend string, factory EngineFactory) error {
 	var cfg Config
 	if err := req.Decode(&cfg); err != nil {
 		return err
@@ -31,6 +38,6 @@ func Run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	if err != nil {
 		return &sdk.Diagnostic{Summary: fmt.Sprintf("train writes checkpoints to a local directory: output %s: %v", req.OutputPath, err)}
 	}
-	j := &Job{Config: &cfg, Out: out, Report: r}
+	j := &Job{Config: &cfg, Out: out, Report: r, NewEngine: factory, BackendName: backend}
 	return j.Run(ctx)
 }

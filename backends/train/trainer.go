@@ -46,6 +46,14 @@ type Job struct {
 	// $MARIN_CPU_PEAK_GFLOPS).
 	PeakFLOPS float64
 
+	// NewEngine makes the engine that runs forward, backward and the AdamW
+	// update (nil: the cpu reference, backends/llama + backends/optim).
+	// Another backend (gomlx) plugs in here and keeps this loop's data
+	// order, schedule, metrics, checkpoints and exports.
+	NewEngine EngineFactory
+	// BackendName is recorded in checkpoints (default "cpu").
+	BackendName string
+
 	// afterStep, in tests, runs after each step is fully written
 	// (metrics, checkpoint, export); an error stops the job there, like a
 	// kill.
@@ -122,7 +130,11 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	var params *llama.Params
 	var start int64
-	ts := TrainerState{Seed: cfg.Seed, NumTrainSteps: numSteps, Backend: Backend}
+	backend := j.BackendName
+	if backend == "" {
+		backend = Backend
+	}
+	ts := TrainerState{Seed: cfg.Seed, NumTrainSteps: numSteps, Backend: backend}
 	if ck != nil {
 		params = ck.Params
 		start = ck.Meta.Step
@@ -154,27 +166,22 @@ func (j *Job) Run(ctx context.Context) error {
 		j.logf("info", "checkpoint step %d is the last step: nothing to train", start)
 	}
 
-	model, err := llama.New(mcfg, params)
-	if err != nil {
-		return err
-	}
-	grads, err := llama.NewParams(mcfg)
-	if err != nil {
-		return err
-	}
-	oparams := make([]optim.Param, 0, len(params.Tensors()))
-	for i, t := range params.Tensors() {
-		oparams = append(oparams, optim.Param{Name: t.Name, Data: t.Data, Grad: grads.Tensors()[i].Data, Decay: optim.LevanterWeightDecay(t.Name)})
-	}
 	acfg := optim.DefaultAdamW()
 	acfg.WeightDecay = cfg.WeightDecay
 	acfg.MaxGradNorm = *cfg.MaxGradNorm
-	opt, err := optim.NewAdamW(acfg, oparams)
+	newEngine := j.NewEngine
+	if newEngine == nil {
+		newEngine = NewCPUEngine
+	}
+	eng, err := newEngine(params, acfg, cfg.ZLossWeight)
 	if err != nil {
 		return err
 	}
+	if c, ok := eng.(interface{ Close() }); ok {
+		defer c.Close()
+	}
 	if ck != nil && ck.Optimizer != nil {
-		if err := opt.LoadState(ck.Optimizer); err != nil {
+		if err := eng.LoadOptimizerState(ck.Optimizer); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", ck.Dir, err)
 		}
 	}
@@ -212,7 +219,6 @@ func (j *Job) Run(ctx context.Context) error {
 	batch := llama.NewBatch(micro, T)
 	seq := dataloader.NewSequence(T)
 	full := llama.NewBatch(B, T)
-	lossOpts := llama.LossOptions{ZLossWeight: cfg.ZLossWeight}
 	lastCkpt := time.Now()
 	flopsPerToken := 3 * mcfg.FlopsPerToken(T)
 	var sumTPS, sumMFU float64
@@ -235,21 +241,8 @@ func (j *Job) Run(ctx context.Context) error {
 			}
 		}
 		total := full.TrainedCount()
-		grads.Zero()
-		var res llama.LossResult
-		if total > 0 {
-			scale := 1 / float32(total)
-			for m0 := 0; m0 < B; m0 += micro {
-				sliceBatch(batch, full, m0, micro)
-				r, err := model.LossAndGrad(batch, lossOpts, grads, scale)
-				if err != nil {
-					return fmt.Errorf("train step %d: %w", step+1, err)
-				}
-				res = res.Add(r)
-			}
-		}
-		lr := sched.LR(int(opt.State.Step))
-		info, err := opt.Step(oparams, lr)
+		lr := sched.LR(int(step))
+		res, info, err := eng.Step(ctx, full, micro, lr)
 		if err != nil {
 			return fmt.Errorf("train step %d: %w", step+1, err)
 		}
@@ -281,7 +274,7 @@ func (j *Job) Run(ctx context.Context) error {
 		j.Result.FinalLoss = row.Loss
 		last := done == numSteps
 		if len(data.valid) > 0 && (last || (cfg.StepsPerEval > 0 && done%cfg.StepsPerEval == 0)) {
-			ev, per, err := j.evaluate(ctx, model, data, batch, seq, lossOpts)
+			ev, per, err := j.evaluate(ctx, eng, data, batch, seq)
 			if err != nil {
 				return fmt.Errorf("eval at step %d: %w", done, err)
 			}
@@ -306,7 +299,15 @@ func (j *Job) Run(ctx context.Context) error {
 		temporary := !permanent && mins > 0 && time.Since(lastCkpt) >= time.Duration(mins*float64(time.Minute))
 		if permanent || temporary {
 			dir := filepath.Join(ckRoot, weights.StepName(done))
-			if err := SaveCheckpoint(dir, done, params, &opt.State, ts, temporary, tok.dir); err != nil {
+			p, err := eng.Params(mcfg)
+			if err != nil {
+				return err
+			}
+			st, err := eng.OptimizerState()
+			if err != nil {
+				return err
+			}
+			if err := SaveCheckpoint(dir, done, p, st, ts, temporary, tok.dir); err != nil {
 				return err
 			}
 			if err := PruneTemporary(ckRoot, done); err != nil {
@@ -318,7 +319,11 @@ func (j *Job) Run(ctx context.Context) error {
 		if last || (cfg.StepsPerHFExport > 0 && done%cfg.StepsPerHFExport == 0) {
 			dir := filepath.Join(j.Out, "hf", weights.StepName(done))
 			exportOpts.Extra = map[string][]byte{generate.MarinInfoName: tok.marinInfo(data, done)}
-			if err := weights.ExportHF(dir, params, exportOpts); err != nil {
+			p, err := eng.Params(mcfg)
+			if err != nil {
+				return err
+			}
+			if err := weights.ExportHF(dir, p, exportOpts); err != nil {
 				return err
 			}
 			j.logf("info", "exported %s", dir)
@@ -362,7 +367,7 @@ func sliceBatch(dst, src *llama.Batch, r0, micro int) {
 
 // evaluate returns the loss over every validation component (token
 // weighted) and each component's own.
-func (j *Job) evaluate(ctx context.Context, model *llama.Model, data *Data, batch *llama.Batch, seq *dataloader.Sequence, opts llama.LossOptions) (float64, map[string]float64, error) {
+func (j *Job) evaluate(ctx context.Context, eng Engine, data *Data, batch *llama.Batch, seq *dataloader.Sequence) (float64, map[string]float64, error) {
 	per := map[string]float64{}
 	var all llama.LossResult
 	micro := batch.B
@@ -389,7 +394,7 @@ func (j *Job) evaluate(ctx context.Context, model *llama.Model, data *Data, batc
 					batch.Tokens[off+t], batch.Segments[off+t], batch.Positions[off+t], batch.LossMask[off+t] = 0, -1, 0, false
 				}
 			}
-			r, err := model.Loss(batch, opts)
+			r, err := eng.Eval(ctx, batch)
 			if err != nil {
 				return 0, nil, fmt.Errorf("validation component %s: %w", s.name, err)
 			}
