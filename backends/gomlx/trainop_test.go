@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/marin-go/marin/backends/train"
-	"github.com/marin-go/marin/backends/weights"
 	"github.com/marin-go/marin/backends/train/traintest"
+	"github.com/marin-go/marin/backends/weights"
 )
 
 func trainJob(t *testing.T, root, out string, steps int64, factory train.EngineFactory, backend string) []train.MetricsRow {
