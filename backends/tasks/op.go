@@ -17,7 +17,7 @@ const OpName = "tasks/generate"
 //	seed                 uint (default 0)
 //	tasks                ["add", "reverse", "upper"] (default all)
 //	pretrain_documents   documents of text (default 0)
-//	lines_per_document   lines of text a pretraining document holds (default 8)
+//	lines_per_document   questions a pretraining document holds (default 8)
 //	train                fine-tuning conversations
 //	test                 held-out conversations
 func Op() sdk.Op {
@@ -87,8 +87,11 @@ func Write(ctx context.Context, out string, sets *Sets, r sdk.Reporter) error {
 	}
 	if len(sets.Pretrain) > 0 {
 		docs := make([]documents.Document, len(sets.Pretrain))
-		for i, text := range sets.Pretrain {
-			msgs := []documents.Message{{Role: documents.RoleAssistant, Content: text}}
+		for i, doc := range sets.Pretrain {
+			var msgs []documents.Message
+			for _, e := range doc {
+				msgs = append(msgs, documents.Message{Role: documents.RoleUser, Content: e.TextQuestion()}, documents.Message{Role: documents.RoleAssistant, Content: e.Answer})
+			}
 			docs[i] = documents.Document{ID: documents.ID(msgs), Source: "tasks/text", Messages: msgs, Metadata: map[string]any{}}
 		}
 		if err := write("pretrain", "train", docs); err != nil {

@@ -6,14 +6,16 @@
 //   - reverse: "reverse stone" → "enots"  (3–6 lowercase letters)
 //   - upper:   "upper stone"   → "STONE"
 //
-// Each task has two surface forms: plain text for pretraining
-// ("23+58=81", "reverse(stone)=enots") and a user/assistant conversation
-// for fine-tuning. Test questions never appear in either training set.
+// A pretraining document is several questions and answers in their text
+// form, stored as user/assistant messages that a text template renders as
+// plain lines ("23+58=81\nreverse(stone)=enots\n"); a fine-tuning
+// conversation is one question ("reverse stone") and its answer, rendered
+// with a chat format. Test questions never appear in either training set.
 //
 // The op "tasks/generate" writes them in the documents format
 // (plugins/documents):
 //
-//	{out}/pretrain/train/shard_00000.jsonl.gz   documents of several text lines (one message)
+//	{out}/pretrain/train/shard_00000.jsonl.gz   documents of several questions and answers
 //	{out}/sft/train/shard_00000.jsonl.gz        [user question, assistant answer]
 //	{out}/sft/test/shard_00000.jsonl.gz         held-out questions, same shape
 //	{out}/stats.json                            rows by split (the documents format's)
@@ -46,15 +48,18 @@ type Example struct {
 	key      string // identifies the question across surface forms
 }
 
-// Text is the example as a line of pretraining text.
-func (e Example) Text() string {
-	switch e.Task {
-	case Add:
-		return e.key + "=" + e.Answer
-	default:
-		return e.Task + "(" + e.key + ")=" + e.Answer
+// TextQuestion is the question as pretraining text writes it: "23+58",
+// "reverse(stone)".
+func (e Example) TextQuestion() string {
+	if e.Task == Add {
+		return e.key
 	}
+	return e.Task + "(" + e.key + ")"
 }
+
+// Text is the example as a line of pretraining text ("23+58=81",
+// "reverse(stone)=enots").
+func (e Example) Text() string { return e.TextQuestion() + "=" + e.Answer }
 
 // Spec says what to generate.
 type Spec struct {
@@ -91,7 +96,7 @@ func (s Spec) Validate() error {
 
 // Sets are the generated data.
 type Sets struct {
-	Pretrain []string // documents
+	Pretrain [][]Example // documents of LinesPerDoc examples
 	Train    []Example
 	Test     []Example
 }
@@ -156,11 +161,11 @@ func Generate(s Spec) (*Sets, error) {
 		out.Train = append(out.Train, fresh())
 	}
 	for i := 0; i < s.Pretrain; i++ {
-		lines := make([]string, s.LinesPerDoc)
-		for j := range lines {
-			lines[j] = fresh().Text()
+		doc := make([]Example, s.LinesPerDoc)
+		for j := range doc {
+			doc[j] = fresh()
 		}
-		out.Pretrain = append(out.Pretrain, strings.Join(lines, "\n")+"\n")
+		out.Pretrain = append(out.Pretrain, doc)
 	}
 	return out, nil
 }

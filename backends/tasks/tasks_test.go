@@ -28,7 +28,7 @@ func TestHeldOutQuestionsNeverAppearInTraining(t *testing.T) {
 	held := map[string]bool{}
 	for i, e := range sets.Test {
 		byTask[e.Task]++
-		held[e.Text()[:strings.Index(e.Text(), "=")]] = true
+		held[e.Question] = true
 		if again.Test[i] != e {
 			t.Fatal("not deterministic")
 		}
@@ -37,26 +37,29 @@ func TestHeldOutQuestionsNeverAppearInTraining(t *testing.T) {
 		t.Errorf("test questions by task %v", byTask)
 	}
 	for _, e := range sets.Train {
-		if held[e.Text()[:strings.Index(e.Text(), "=")]] {
+		if held[e.Question] {
 			t.Errorf("held-out question %q is in the training conversations", e.Question)
 		}
 	}
 	for _, d := range sets.Pretrain {
-		for _, line := range strings.Split(strings.TrimSpace(d), "\n") {
-			if held[line[:strings.Index(line, "=")]] {
-				t.Errorf("held-out question %q is in the pretraining text", line)
+		if len(d) != 8 {
+			t.Fatalf("pretraining document of %d examples", len(d))
+		}
+		for _, e := range d {
+			if held[e.Question] {
+				t.Errorf("held-out question %q is in the pretraining text", e.Question)
 			}
 		}
 	}
 	for _, e := range sets.Test {
 		switch e.Task {
 		case Add:
-			if e.Text() != e.Question+"="+e.Answer {
+			if e.Text() != e.Question+"="+e.Answer || e.TextQuestion() != e.Question {
 				t.Errorf("%+v", e)
 			}
 		case Reverse:
 			w := strings.TrimPrefix(e.Question, "reverse ")
-			if len(w) != len(e.Answer) || w[0] != e.Answer[len(w)-1] {
+			if len(w) != len(e.Answer) || w[0] != e.Answer[len(w)-1] || e.Text() != "reverse("+w+")="+e.Answer {
 				t.Errorf("%+v", e)
 			}
 		case Upper:

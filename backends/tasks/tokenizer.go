@@ -19,18 +19,35 @@ func marshal(v any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Special tokens of the byte-level tokenizer, after the 256 byte tokens.
+// Special tokens of the byte-level tokenizer, after the 256 byte tokens:
+// the end of text, ChatML's two, and the compact chat format's.
 const (
-	EndOfText = "<|endoftext|>"
-	IMStart   = "<|im_start|>"
-	IMEnd     = "<|im_end|>"
+	EndOfText = "<|endoftext|>" // 256
+	IMStart   = "<|im_start|>"  // 257
+	IMEnd     = "<|im_end|>"    // 258
+	User      = "<|user|>"      // 259
+	Assistant = "<|assistant|>" // 260
+	System    = "<|system|>"    // 261
+	End       = "<|end|>"       // 262
 )
 
-// ChatMLTemplate is the tokenizer's chat_template: ChatML, with the
-// assistant's answer and its <|im_end|> inside {% generation %} blocks so
-// the hf_template format trains them (transformers reads the blocks for
-// return_assistant_tokens_mask).
-const ChatMLTemplate = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+var specialTokens = []string{EndOfText, IMStart, IMEnd, User, Assistant, System, End}
+
+// ChatTemplate is the tokenizer's chat_template: a compact format with one
+// control token per role and no role names spelled out in bytes,
+//
+//	<|system|>{system}<|user|>{question}<|assistant|>{answer}<|end|>
+//
+// so a byte-level model of a million parameters, pretrained on
+// "question=answer" text, has little to relearn to answer in it. The
+// answer and its <|end|> are inside {% generation %} blocks, which the
+// hf_template format (and transformers' return_assistant_tokens_mask)
+// train on.
+const ChatTemplate = "{% for message in messages %}" +
+	"{% if message['role'] == 'system' %}{{ '<|system|>' + message['content'] }}" +
+	"{% elif message['role'] == 'user' %}{{ '<|user|>' + message['content'] }}" +
+	"{% else %}{{ '<|assistant|>' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}{% endif %}" +
+	"{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 
 // bytesToUnicode is GPT-2's map from bytes to printable characters, the
 // alphabet of byte-level BPE vocabularies.
@@ -63,8 +80,10 @@ func bytesToUnicode() [256]rune {
 
 // TokenizerFiles returns tokenizer.json, tokenizer_config.json and
 // special_tokens_map.json of a byte-level tokenizer with no merges: every
-// byte is its own token (ids 0–255 by byte value), then <|endoftext|>
-// (256), <|im_start|> (257) and <|im_end|> (258). A model over it needs no
+// byte is its own token (ids 0–255 by byte value), then the special tokens
+// (256–262: <|endoftext|>, <|im_start|>, <|im_end|>, <|user|>,
+// <|assistant|>, <|system|>, <|end|>), with ChatTemplate as its chat
+// template. A model over it needs no
 // vocabulary to learn, which suits small synthetic tasks; its files are the
 // Hugging Face format, so transformers and marin load it like any other.
 // experiments/quickstart/tokenizer holds the committed copy
@@ -84,10 +103,9 @@ func TokenizerFiles() (tokenizerJSON, configJSON, specialMapJSON []byte, err err
 		Normalized bool   `json:"normalized"`
 		Special    bool   `json:"special"`
 	}
-	specials := []string{EndOfText, IMStart, IMEnd}
 	var addedTokens []added
 	decoder := map[string]any{}
-	for i, s := range specials {
+	for i, s := range specialTokens {
 		addedTokens = append(addedTokens, added{ID: 256 + i, Content: s, Special: true})
 		decoder[fmt.Sprint(256+i)] = map[string]any{"content": s, "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true}
 	}
@@ -116,12 +134,12 @@ func TokenizerFiles() (tokenizerJSON, configJSON, specialMapJSON []byte, err err
 	}
 	cfg := map[string]any{
 		"added_tokens_decoder":         decoder,
-		"additional_special_tokens":    []string{IMStart, IMEnd},
+		"additional_special_tokens":    specialTokens[1:],
 		"bos_token":                    nil,
 		"eos_token":                    EndOfText,
 		"pad_token":                    EndOfText,
 		"unk_token":                    nil,
-		"chat_template":                ChatMLTemplate,
+		"chat_template":                ChatTemplate,
 		"clean_up_tokenization_spaces": false,
 		"model_max_length":             1024,
 		"tokenizer_class":              "PreTrainedTokenizerFast",
@@ -129,7 +147,7 @@ func TokenizerFiles() (tokenizerJSON, configJSON, specialMapJSON []byte, err err
 	if configJSON, err = marshal(cfg); err != nil {
 		return nil, nil, nil, err
 	}
-	sm := map[string]any{"additional_special_tokens": []string{IMStart, IMEnd}, "eos_token": EndOfText, "pad_token": EndOfText}
+	sm := map[string]any{"additional_special_tokens": specialTokens[1:], "eos_token": EndOfText, "pad_token": EndOfText}
 	if specialMapJSON, err = marshal(sm); err != nil {
 		return nil, nil, nil, err
 	}
