@@ -88,7 +88,7 @@ func planned(t *testing.T, script, prefix string) *graph.Plan {
 
 func TestDryRunListsEveryStepOfTheExperiments(t *testing.T) {
 	repo, _ := filepath.Abs("../..")
-	for _, script := range []string{"experiments/exp606_sft.star", "experiments/exp808_sft_mixture.star"} {
+	for _, script := range []string{"experiments/exp606_sft.star", "experiments/exp808_sft_mixture.star", "experiments/quickstart.star"} {
 		prefix := t.TempDir()
 		p := planned(t, filepath.Join(repo, script), "file://"+prefix)
 		r := marin(t, repo, nil, script, "--dry-run", "--prefix", prefix)
