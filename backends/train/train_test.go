@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -307,5 +308,32 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.js, err, c.want)
 		}
+	}
+}
+
+func TestTemporaryCheckpointsArePruned(t *testing.T) {
+	root := t.TempDir()
+	cfg := testConfig(t, root, 6)
+	cfg.StepsPerEval, cfg.StepsPerHFExport = 0, 0
+	cfg.CheckpointMinutes = 1e-9 // a temporary checkpoint after every step
+	out := filepath.Join(root, "out")
+	var seen [][]int64
+	if _, err := runJob(t, cfg, out, func(s int64) error {
+		es, err := ListCheckpoints(filepath.Join(out, "checkpoints"))
+		var steps []int64
+		for _, e := range es {
+			steps = append(steps, e.Step)
+			if e.Step == s && e.Meta.IsTemporary != (s%4 != 0 && s != 6) {
+				t.Errorf("step %d: is_temporary %v", s, e.Meta.IsTemporary)
+			}
+		}
+		seen = append(seen, steps)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{1}, {2}, {3}, {4}, {4, 5}, {4, 6}}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("checkpoints after each step %v, want %v", seen, want)
 	}
 }

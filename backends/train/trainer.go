@@ -141,14 +141,18 @@ func (j *Job) Run(ctx context.Context) error {
 		prev := ck.Trainer()
 		ts.MicroBatchSize = prev.MicroBatchSize
 		ts.TokensSeen, ts.TrainedTokens, ts.ElapsedSecs = prev.TokensSeen, prev.TrainedTokens, prev.ElapsedSecs
-		if prev.NumTrainSteps != 0 && prev.NumTrainSteps != numSteps {
-			return fmt.Errorf("checkpoint %s was written for %d steps, this run has %d", ck.Dir, prev.NumTrainSteps, numSteps)
-		}
-		if prev.Seed != cfg.Seed {
-			return fmt.Errorf("checkpoint %s was written with seed %d, this run has %d", ck.Dir, prev.Seed, cfg.Seed)
-		}
-		if want := start * int64(cfg.TrainBatchSize); prev.Backend != "" && prev.NextSequence != want {
-			return fmt.Errorf("checkpoint %s: loader position %d, but %d steps of %d sequences is %d", ck.Dir, prev.NextSequence, start, cfg.TrainBatchSize, want)
+		// A checkpoint another driver wrote may carry no trainer state;
+		// the loader position is then the steps taken times the batch.
+		if prev.Backend != "" {
+			if prev.NumTrainSteps != 0 && prev.NumTrainSteps != numSteps {
+				return fmt.Errorf("checkpoint %s was written for %d steps, this run has %d", ck.Dir, prev.NumTrainSteps, numSteps)
+			}
+			if prev.Seed != cfg.Seed {
+				return fmt.Errorf("checkpoint %s was written with seed %d, this run has %d", ck.Dir, prev.Seed, cfg.Seed)
+			}
+			if want := start * int64(cfg.TrainBatchSize); prev.NextSequence != want {
+				return fmt.Errorf("checkpoint %s: loader position %d, but %d steps of %d sequences is %d", ck.Dir, prev.NextSequence, start, cfg.TrainBatchSize, want)
+			}
 		}
 		j.Result.ResumedFrom = start
 		j.logf("info", "resuming from %s (step %d of %d)", ck.Dir, start, numSteps)
