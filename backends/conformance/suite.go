@@ -10,7 +10,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/marin-go/marin/backends/safetensors"
+	"github.com/marin-go/marin/backends/model/safetensors"
 )
 
 // Tolerances for float32 backends.

@@ -6,22 +6,22 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/marin-go/marin/backends/llama"
+	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/train"
-	"github.com/marin-go/marin/backends/weights"
+	"github.com/marin-go/marin/backends/model/weights"
 )
 
 // Checkpoints and hf/ exports are written and read by the same code as the
-// cpu backend's train op (backends/train, backends/weights, in
+// cpu backend's train op (backends/train, backends/model/weights, in
 // backends/checkpoint's layout): config.json, float32 model.safetensors
-// with HF names, optimizer.bin (backends/optim's AdamW state) and a
+// with HF names, optimizer.bin (backends/model/optim's AdamW state) and a
 // verified metadata.json. So a run can move between backends at any
 // checkpoint, and every export loads in transformers and vLLM.
 
 // Backend is what this backend writes into a checkpoint's trainer state.
 const Backend = "gomlx"
 
-// llamaParams copies the weights into backends/llama's parameters.
+// llamaParams copies the weights into backends/model/llama's parameters.
 func (m *Model) llamaParams() (*llama.Params, error) {
 	cfg, err := llama.ParseConfig(m.rawConfig)
 	if err != nil {

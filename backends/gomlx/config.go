@@ -148,7 +148,7 @@ func (c Config) Params() []ParamSpec {
 	D, F, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
 	qd, kvd := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
 	ps := []ParamSpec{{Name: "model.embed_tokens.weight", Shape: []int{V, D}}}
-	// The order is backends/llama's (biases right after their weights), so
+	// The order is backends/model/llama's (biases right after their weights), so
 	// optimizer states list tensors in the same order in both backends.
 	for l := range c.NumHiddenLayers {
 		p := fmt.Sprintf("model.layers.%d.", l)

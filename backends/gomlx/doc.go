@@ -15,7 +15,7 @@
 //
 // Weights use Hugging Face names and layouts (model.layers.N.self_attn.
 // q_proj.weight is [out, in]); checkpoints and hf/ exports are written and
-// read by the cpu backend's own code (backends/train, backends/weights), so
+// read by the cpu backend's own code (backends/train, backends/model/weights), so
 // a run can move between backends at a checkpoint. backends/conformance holds the
 // suite both backends pass; Conformance adapts this package to it.
 //

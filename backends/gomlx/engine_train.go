@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/marin-go/marin/backends/llama"
-	"github.com/marin-go/marin/backends/optim"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
 )
 
 // TrainEngine puts a Model behind the types of backends/train's step loop
@@ -18,7 +19,7 @@ type TrainEngine struct {
 	M *Model
 }
 
-// BatchFromLlama converts a backends/llama batch (nil Segments: one document
+// BatchFromLlama converts a backends/model/llama batch (nil Segments: one document
 // per row).
 func BatchFromLlama(b *llama.Batch) Batch {
 	n := b.B * b.T
@@ -70,7 +71,7 @@ func (e TrainEngine) Eval(ctx context.Context, b *llama.Batch) (llama.LossResult
 	return llama.LossResult{Loss: r.LossSum, ZLoss: r.ZLossSum, Count: int(r.Tokens)}, err
 }
 
-// Params copies the weights into backends/llama's parameters (for
+// Params copies the weights into backends/model/llama's parameters (for
 // checkpoints and exports).
 func (e TrainEngine) Params(cfg llama.Config) (*llama.Params, error) {
 	w, err := e.M.Weights()
@@ -91,7 +92,7 @@ func (e TrainEngine) Params(cfg llama.Config) (*llama.Params, error) {
 	return p, nil
 }
 
-// OptimizerState returns AdamW's state in backends/optim's form (nil
+// OptimizerState returns AdamW's state in backends/model/optim's form (nil
 // before the first update).
 func (e TrainEngine) OptimizerState() (*optim.State, error) {
 	mom, vel, steps, err := e.M.OptimizerState()
@@ -119,7 +120,17 @@ func (e TrainEngine) LoadOptimizerState(st *optim.State) error {
 	return e.M.SetOptimizerState(mom, vel, int(st.Step))
 }
 
-// SetAdamW sets the optimizer's hyper-parameters from backends/optim's config.
+// SetAdamW sets the optimizer's hyper-parameters from backends/model/optim's config.
 func (e TrainEngine) SetAdamW(c optim.AdamWConfig, zLossWeight float64) {
 	e.M.SetOptim(Optim{Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Epsilon, WeightDecay: c.WeightDecay, MaxGradNorm: c.MaxGradNorm, ZLossWeight: zLossWeight})
+}
+
+// PeakFLOPS is the matmul rate of the device the model runs on, in its
+// compute dtype (bf16 on accelerators): the figure MFU is reported against.
+func (e TrainEngine) PeakFLOPS() float64 {
+	dt := dtypes.Float32
+	if e.M.opts.bf16() {
+		dt = dtypes.BFloat16
+	}
+	return matmulPeak(e.M.backend, dt, e.M.opts.Engine == EngineXLA) * float64(max(1, len(e.M.dev)))
 }

@@ -6,8 +6,10 @@ import (
 	"testing"
 
 	"github.com/marin-go/marin/backends/conformance"
-	"github.com/marin-go/marin/backends/llama"
-	"github.com/marin-go/marin/backends/optim"
+	"github.com/marin-go/marin/backends/cpu/adamw"
+	"github.com/marin-go/marin/backends/cpu/transformer"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
 )
 
 // TrainEngine steps like backends/train's loop over llama and optim: the
@@ -23,17 +25,17 @@ func TestTrainEngineMatchesCPULoop(t *testing.T) {
 	for _, tn := range params.Tensors() {
 		copy(tn.Data, f.Weights[tn.Name])
 	}
-	lm, err := llama.New(lcfg, params)
+	lm, err := transformer.New(lcfg, params)
 	if err != nil {
 		t.Fatal(err)
 	}
 	grads, _ := llama.NewParams(lcfg)
-	var ops []optim.Param
+	var ops []adamw.Param
 	for i, tn := range params.Tensors() {
-		ops = append(ops, optim.Param{Name: tn.Name, Data: tn.Data, Grad: grads.Tensors()[i].Data, Decay: optim.LevanterWeightDecay(tn.Name)})
+		ops = append(ops, adamw.Param{Name: tn.Name, Data: tn.Data, Grad: grads.Tensors()[i].Data, Decay: optim.LevanterWeightDecay(tn.Name)})
 	}
 	acfg := optim.AdamWConfig{Beta1: 0.9, Beta2: 0.95, Epsilon: 1e-8, WeightDecay: 0.1, MaxGradNorm: 0.5}
-	opt, _ := optim.NewAdamW(acfg, ops)
+	opt, _ := adamw.NewAdamW(acfg, ops)
 
 	gm, err := NewFromJSON([]byte(f.Config), f.Weights, Options{})
 	if err != nil {

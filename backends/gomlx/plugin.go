@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/marin-go/marin/backends/tokenizer"
+	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 

@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/marin-go/marin/backends/cpu"
+	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/backends/train/traintest"
-	"github.com/marin-go/marin/backends/weights"
 )
 
 func trainJob(t *testing.T, root, out string, steps int64, factory train.EngineFactory, backend string) []train.MetricsRow {
@@ -34,14 +35,14 @@ func trainJob(t *testing.T, root, out string, steps int64, factory train.EngineF
 func TestTrainOpMatchesCPUAndSwitchesBackends(t *testing.T) {
 	root := t.TempDir()
 	const steps = 6
-	cpu := trainJob(t, root, filepath.Join(root, "cpu"), steps, nil, "cpu")
+	cpuRows := trainJob(t, root, filepath.Join(root, "cpu"), steps, cpu.NewEngine, "cpu")
 	gx := trainJob(t, root, filepath.Join(root, "gomlx"), steps, EngineFactory(Options{}), PluginName)
-	if len(cpu) != steps || len(gx) != steps {
-		t.Fatalf("%d and %d metrics rows, want %d", len(cpu), len(gx), steps)
+	if len(cpuRows) != steps || len(gx) != steps {
+		t.Fatalf("%d and %d metrics rows, want %d", len(cpuRows), len(gx), steps)
 	}
-	for i := range cpu {
-		if d := math.Abs(cpu[i].Loss-gx[i].Loss) / math.Abs(cpu[i].Loss); d > 1e-4 {
-			t.Errorf("step %d: cpu loss %.7f, gomlx %.7f (rel %.2g)", i+1, cpu[i].Loss, gx[i].Loss, d)
+	for i := range cpuRows {
+		if d := math.Abs(cpuRows[i].Loss-gx[i].Loss) / math.Abs(cpuRows[i].Loss); d > 1e-4 {
+			t.Errorf("step %d: cpu loss %.7f, gomlx %.7f (rel %.2g)", i+1, cpuRows[i].Loss, gx[i].Loss, d)
 		}
 	}
 	// Switch backends: take the cpu run as if it had been killed after its
@@ -58,8 +59,8 @@ func TestTrainOpMatchesCPUAndSwitchesBackends(t *testing.T) {
 		t.Fatalf("resumed run has %d rows, want %d", len(rest), steps)
 	}
 	for i := 4; i < steps; i++ {
-		if d := math.Abs(cpu[i].Loss-rest[i].Loss) / math.Abs(cpu[i].Loss); d > 1e-4 {
-			t.Errorf("switched run step %d: loss %.7f, cpu %.7f", i+1, rest[i].Loss, cpu[i].Loss)
+		if d := math.Abs(cpuRows[i].Loss-rest[i].Loss) / math.Abs(cpuRows[i].Loss); d > 1e-4 {
+			t.Errorf("switched run step %d: loss %.7f, cpu %.7f", i+1, rest[i].Loss, cpuRows[i].Loss)
 		}
 	}
 }

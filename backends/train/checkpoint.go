@@ -13,10 +13,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/marin-go/marin/backends/checkpoint"
-	"github.com/marin-go/marin/backends/llama"
-	"github.com/marin-go/marin/backends/optim"
-	"github.com/marin-go/marin/backends/weights"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
+	"github.com/marin-go/marin/backends/model/weights"
+)
+
+// File names inside a checkpoint directory (the layout is in doc.go).
+const (
+	ConfigFile    = "config.json"
+	OptimizerFile = "optimizer.bin"
+	MetadataFile  = "metadata.json"
 )
 
 // TrainerState is the "extra" object of a checkpoint's metadata.json: what
@@ -85,7 +91,7 @@ func SaveCheckpoint(dir string, step int64, params *llama.Params, opt *optim.Sta
 			return fmt.Errorf("checkpoint %s: %w", dir, err)
 		}
 		if opt != nil {
-			f, err := os.Create(filepath.Join(tmp, checkpoint.OptimizerFile))
+			f, err := os.Create(filepath.Join(tmp, OptimizerFile))
 			if err != nil {
 				return fmt.Errorf("checkpoint %s: %w", dir, err)
 			}
@@ -111,7 +117,7 @@ func SaveCheckpoint(dir string, step int64, params *llama.Params, opt *optim.Sta
 		}
 		meta.Files = sums
 		raw, _ := json.MarshalIndent(meta, "", "  ")
-		return weights.WriteFile(filepath.Join(tmp, checkpoint.MetadataFile), append(raw, '\n'))
+		return weights.WriteFile(filepath.Join(tmp, MetadataFile), append(raw, '\n'))
 	})
 }
 
@@ -122,7 +128,7 @@ func sumFiles(dir string) ([]FileSum, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if rel == checkpoint.MetadataFile {
+		if rel == MetadataFile {
 			return nil
 		}
 		n, sum, err := hashFile(p)
@@ -161,7 +167,7 @@ var ErrCorrupt = errors.New("checkpoint is corrupt")
 // ReadCheckpointMeta reads dir/metadata.json without checking the files.
 func ReadCheckpointMeta(dir string) (CheckpointMeta, error) {
 	var m CheckpointMeta
-	raw, err := os.ReadFile(filepath.Join(dir, checkpoint.MetadataFile))
+	raw, err := os.ReadFile(filepath.Join(dir, MetadataFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return m, fmt.Errorf("checkpoint %s: %w", dir, ErrIncomplete)
 	}
@@ -169,10 +175,10 @@ func ReadCheckpointMeta(dir string) (CheckpointMeta, error) {
 		return m, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return m, fmt.Errorf("checkpoint %s: %s: %v: %w", dir, checkpoint.MetadataFile, err, ErrCorrupt)
+		return m, fmt.Errorf("checkpoint %s: %s: %v: %w", dir, MetadataFile, err, ErrCorrupt)
 	}
 	if n, ok := weights.ParseStepName(filepath.Base(dir)); ok && n != m.Step {
-		return m, fmt.Errorf("checkpoint %s: %s says step %d: %w", dir, checkpoint.MetadataFile, m.Step, ErrCorrupt)
+		return m, fmt.Errorf("checkpoint %s: %s says step %d: %w", dir, MetadataFile, m.Step, ErrCorrupt)
 	}
 	return m, nil
 }
@@ -221,11 +227,11 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w: %w", dir, err, ErrCorrupt)
 	}
-	f, err := os.Open(filepath.Join(dir, checkpoint.OptimizerFile))
+	f, err := os.Open(filepath.Join(dir, OptimizerFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if meta.Step != 0 {
-			return nil, fmt.Errorf("checkpoint %s: step %d but no %s: %w", dir, meta.Step, checkpoint.OptimizerFile, ErrCorrupt)
+			return nil, fmt.Errorf("checkpoint %s: step %d but no %s: %w", dir, meta.Step, OptimizerFile, ErrCorrupt)
 		}
 	case err != nil:
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
@@ -261,7 +267,7 @@ func ListCheckpoints(root string) ([]CheckpointEntry, error) {
 	out := make([]CheckpointEntry, 0, len(steps))
 	for _, s := range steps {
 		e := CheckpointEntry{Step: s.Step, Dir: s.Dir}
-		if _, err := os.Stat(filepath.Join(s.Dir, checkpoint.MetadataFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(s.Dir, MetadataFile)); err == nil {
 			e.Complete = true
 			e.Meta, _ = ReadCheckpointMeta(s.Dir)
 		}

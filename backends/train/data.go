@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/marin-go/marin/backends/dataloader"
-	"github.com/marin-go/marin/backends/llama"
-	"github.com/marin-go/marin/backends/tokencache"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/tokens/tokencache"
+	"github.com/marin-go/marin/backends/train/dataloader"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 

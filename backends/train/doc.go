@@ -1,7 +1,7 @@
 // Package train is the cpu backend's "train" op, the step default_sft
-// makes: it trains a Llama-family model (backends/llama) on token caches
-// (backends/tokencache) with AdamW, global-norm clipping and Levanter's
-// learning-rate schedules (backends/optim).
+// makes: it trains a Llama-family model (backends/model/llama) on token caches
+// (backends/tokens/tokencache) with AdamW, global-norm clipping and Levanter's
+// learning-rate schedules (backends/model/optim).
 //
 // # Config
 //
@@ -43,14 +43,15 @@
 //	{output}/checkpoints/step-N/    every steps_per_checkpoint, at the end, and
 //	                                (temporary) every checkpoint_minutes (default 10)
 //	{output}/hf/step-N/             every steps_per_hf_export and at the end: the
-//	                                Hugging Face layout of backends/weights, with the
+//	                                Hugging Face layout of backends/model/weights, with the
 //	                                tokenizer files and marin.json (the chat format)
 //
-// A checkpoint is backends/checkpoint's layout, which the gomlx backend
-// reads and writes too:
+// A checkpoint has this layout (file names: ConfigFile, OptimizerFile,
+// MetadataFile), which every engine
+// reads and writes through this package:
 //
 //	config.json, model.safetensors   the model (float32, HF names; sharded above 10 GB)
-//	optimizer.bin                    AdamW's step and moments (backends/optim's binary
+//	optimizer.bin                    AdamW's step and moments (backends/model/optim's binary
 //	                                 layout with a CRC)
 //	tokenizer.json, …                the tokenizer files, so the directory is a model
 //	metadata.json                    written last: {"step", "extra": TrainerState,

@@ -1,8 +1,9 @@
-package train
+package train_test
 
 import (
 	"testing"
 
+	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/backends/train/traintest"
 )
 
@@ -15,10 +16,10 @@ func writeCache(t testing.TB, dir string, seed uint64, n int, validation bool) s
 
 // testConfig is a small from-scratch run over two weighted components and
 // one validation component.
-func testConfig(t testing.TB, root string, steps int64) *Config {
+func testConfig(t testing.TB, root string, steps int64) *train.Config {
 	t.Helper()
 	js := traintest.Config(t, root, steps)
-	cfg, err := ParseConfig(js)
+	cfg, err := train.ParseConfig(js)
 	if err != nil {
 		t.Fatal(err)
 	}

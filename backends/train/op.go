@@ -10,22 +10,20 @@ import (
 // OpName is the op default_sft steps run.
 const OpName = "train"
 
-// Op is the train op, for a plugin's op table.
-func Op() sdk.Op {
+// Op is the train op on one engine, for that engine's plugin: backend names
+// it in checkpoints and logs, factory makes its engine. Everything but the
+// numerics — config, data, schedule, checkpoints, exports, metrics — is
+// shared by every engine.
+func Op(backend string, factory EngineFactory) sdk.Op {
 	return sdk.Op{
 		Description: "train a Llama-family model on token caches (AdamW, checkpoints, hf/ exports, metrics.jsonl); resumes from its last checkpoint",
-		Run:         Run,
+		Run: func(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
+			return RunWith(ctx, req, r, backend, factory)
+		},
 	}
 }
 
-// Run runs the op for one step on the cpu reference engine.
-func Run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
-	return RunWith(ctx, req, r, "", nil)
-}
-
-// RunWith runs the op on another backend's engine (backend names it in
-// checkpoints; nil factory: the cpu engine). Everything but the numerics —
-// config, data, schedule, checkpoints, exports, metrics — is shared.
+// RunWith runs the op for one step on factory's engine.
 func RunWith(ctx context.Context, req *sdk.Request, r sdk.Reporter, backend string, factory EngineFactory) error {
 	var cfg Config
 	if err := req.Decode(&cfg); err != nil {

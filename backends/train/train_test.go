@@ -1,4 +1,4 @@
-package train
+package train_test
 
 import (
 	"bytes"
@@ -11,22 +11,25 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/marin-go/marin/backends/llama"
-	"github.com/marin-go/marin/backends/weights"
+	"github.com/marin-go/marin/backends/cpu"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/weights"
+	"github.com/marin-go/marin/backends/train"
 )
 
 var errKilled = errors.New("killed")
 
-func runJob(t *testing.T, cfg *Config, out string, afterStep func(int64) error) (*Job, error) {
+func runJob(t *testing.T, cfg *train.Config, out string, afterStep func(int64) error) (*train.Job, error) {
 	t.Helper()
 	c := *cfg
-	j := &Job{Config: &c, Out: out, PeakFLOPS: 1e11, afterStep: afterStep}
+	j := &train.Job{Config: &c, Out: out, PeakFLOPS: 1e11, NewEngine: cpu.NewEngine}
+	train.SetAfterStep(j, afterStep)
 	return j, j.Run(context.Background())
 }
 
-func readRows(t *testing.T, out string) []MetricsRow {
+func readRows(t *testing.T, out string) []train.MetricsRow {
 	t.Helper()
-	rows, err := ReadMetrics(filepath.Join(out, MetricsName))
+	rows, err := train.ReadMetrics(filepath.Join(out, train.MetricsName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +38,7 @@ func readRows(t *testing.T, out string) []MetricsRow {
 
 // sameCurve compares the numbers that must not depend on timing, bit for
 // bit.
-func sameCurve(t *testing.T, want, got []MetricsRow) {
+func sameCurve(t *testing.T, want, got []train.MetricsRow) {
 	t.Helper()
 	if len(want) != len(got) {
 		t.Fatalf("%d metrics rows, want %d", len(got), len(want))
@@ -101,12 +104,13 @@ func TestKillAndResumeReproducesTheLossCurve(t *testing.T) {
 	// Killed again mid-way through step 10 by cancellation.
 	ctx, cancel := context.WithCancel(context.Background())
 	c := *cfg
-	j2 := &Job{Config: &c, Out: parts, PeakFLOPS: 1e11, afterStep: func(s int64) error {
+	j2 := &train.Job{Config: &c, Out: parts, PeakFLOPS: 1e11, NewEngine: cpu.NewEngine}
+	train.SetAfterStep(j2, func(s int64) error {
 		if s == 9 {
 			cancel()
 		}
 		return nil
-	}}
+	})
 	if err := j2.Run(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("second part: %v", err)
 	}
@@ -148,7 +152,7 @@ func TestGradientAccumulationEqualsOneBigBatch(t *testing.T) {
 	root := t.TempDir()
 	cfg := testConfig(t, root, 3)
 	cfg.StepsPerEval, cfg.StepsPerHFExport = 0, 0
-	var rows [][]MetricsRow
+	var rows [][]train.MetricsRow
 	var params []*llama.Params
 	for _, micro := range []int{8, 2, 1} {
 		c := *cfg
@@ -235,7 +239,7 @@ func TestCorruptCheckpointsAreRefused(t *testing.T) {
 		restore()
 		c.breakf()
 		_, err := runJob(t, cfg, out, nil)
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "deleting it resumes from "+filepath.Join(ck, "step-4")) {
+		if !errors.Is(err, train.ErrCorrupt) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "deleting it resumes from "+filepath.Join(ck, "step-4")) {
 			t.Errorf("%s: got %v", c.name, err)
 		}
 	}
@@ -247,7 +251,7 @@ func TestCorruptCheckpointsAreRefused(t *testing.T) {
 	if err != nil || j.Result.ResumedFrom != 4 {
 		t.Fatalf("incomplete newest checkpoint: %v, resumed from %d", err, j.Result.ResumedFrom)
 	}
-	if _, err := LoadCheckpoint(last); err != nil {
+	if _, err := train.LoadCheckpoint(last); err != nil {
 		t.Errorf("step 8 rewritten: %v", err)
 	}
 }
@@ -259,7 +263,7 @@ func TestEpochsResolveFromTheCaches(t *testing.T) {
 	cfg.NumTrainSteps, cfg.NumTrainEpochs = nil, &epochs
 	cfg.Warmup, cfg.LRSchedule = 0, "linear"
 	cfg.StepsPerEval, cfg.StepsPerHFExport, cfg.StepsPerCheckpoint = 0, 0, 0
-	data, err := OpenData(cfg)
+	data, err := train.OpenData(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +282,7 @@ func TestEpochsResolveFromTheCaches(t *testing.T) {
 func TestMixtureProportionsOverTenThousandSequences(t *testing.T) {
 	root := t.TempDir()
 	cfg := testConfig(t, root, 1)
-	data, err := OpenData(cfg)
+	data, err := train.OpenData(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +308,7 @@ func TestConfigErrors(t *testing.T) {
 		{`{"data":{"components":{"a":{"cache":"x","weight":1}},"permutation_type":"linear"},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m"}`, "Feistel"},
 		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m","micro_batch_size":3}`, "must divide"},
 	} {
-		_, err := ParseConfig([]byte(c.js))
+		_, err := train.ParseConfig([]byte(c.js))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.js, err, c.want)
 		}
@@ -319,7 +323,7 @@ func TestTemporaryCheckpointsArePruned(t *testing.T) {
 	out := filepath.Join(root, "out")
 	var seen [][]int64
 	if _, err := runJob(t, cfg, out, func(s int64) error {
-		es, err := ListCheckpoints(filepath.Join(out, "checkpoints"))
+		es, err := train.ListCheckpoints(filepath.Join(out, "checkpoints"))
 		var steps []int64
 		for _, e := range es {
 			steps = append(steps, e.Step)

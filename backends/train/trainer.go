@@ -16,14 +16,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/marin-go/marin/backends/chat"
-	"github.com/marin-go/marin/backends/dataloader"
-	"github.com/marin-go/marin/backends/generate"
-	"github.com/marin-go/marin/backends/kernels"
-	"github.com/marin-go/marin/backends/llama"
-	"github.com/marin-go/marin/backends/optim"
-	"github.com/marin-go/marin/backends/tokenizer"
-	"github.com/marin-go/marin/backends/weights"
+	"github.com/marin-go/marin/backends/cpu/generate"
+	"github.com/marin-go/marin/backends/cpu/kernels"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
+	"github.com/marin-go/marin/backends/model/weights"
+	"github.com/marin-go/marin/backends/tokens/chat"
+	"github.com/marin-go/marin/backends/tokens/tokenizer"
+	"github.com/marin-go/marin/backends/train/dataloader"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -47,7 +47,7 @@ type Job struct {
 	PeakFLOPS float64
 
 	// NewEngine makes the engine that runs forward, backward and the AdamW
-	// update (nil: the cpu reference, backends/llama + backends/optim).
+	// update (nil: the cpu reference, backends/model/llama + backends/model/optim).
 	// Another backend (gomlx) plugs in here and keeps this loop's data
 	// order, schedule, metrics, checkpoints and exports.
 	NewEngine EngineFactory
@@ -173,11 +173,10 @@ func (j *Job) Run(ctx context.Context) error {
 	acfg := optim.DefaultAdamW()
 	acfg.WeightDecay = cfg.WeightDecay
 	acfg.MaxGradNorm = *cfg.MaxGradNorm
-	newEngine := j.NewEngine
-	if newEngine == nil {
-		newEngine = NewCPUEngine
+	if j.NewEngine == nil {
+		return errors.New("train: no engine (Job.NewEngine is nil)")
 	}
-	eng, err := newEngine(params, acfg, cfg.ZLossWeight)
+	eng, err := j.NewEngine(params, acfg, cfg.ZLossWeight)
 	if err != nil {
 		return err
 	}
@@ -207,7 +206,10 @@ func (j *Job) Run(ctx context.Context) error {
 		return fmt.Errorf("micro-batch size %d does not divide train_batch_size %d", micro, B)
 	}
 	j.Result.MicroBatchSize = micro
-	peak := j.peakFLOPS()
+	peak := j.PeakFLOPS
+	if peak <= 0 {
+		peak = eng.PeakFLOPS()
+	}
 	j.Result.PeakFLOPS = peak
 
 	mw, err := openMetrics(filepath.Join(j.Out, MetricsName), start)
@@ -358,17 +360,6 @@ func (j *Job) Run(ctx context.Context) error {
 	return nil
 }
 
-// sliceBatch makes dst (micro rows) a view of rows [r0, r0+micro) of src by
-// copying them.
-func sliceBatch(dst, src *llama.Batch, r0, micro int) {
-	T := src.T
-	a, b := r0*T, (r0+micro)*T
-	copy(dst.Tokens, src.Tokens[a:b])
-	copy(dst.Segments, src.Segments[a:b])
-	copy(dst.Positions, src.Positions[a:b])
-	copy(dst.LossMask, src.LossMask[a:b])
-}
-
 // evaluate returns the loss over every validation component (token
 // weighted) and each component's own.
 func (j *Job) evaluate(ctx context.Context, eng Engine, data *Data, batch *llama.Batch, seq *dataloader.Sequence) (float64, map[string]float64, error) {
@@ -483,42 +474,6 @@ func memTotal() int64 {
 		}
 	}
 	return 8 << 30
-}
-
-// PeakEnv overrides the measured peak used for MFU, in GFLOP/s.
-const PeakEnv = "MARIN_CPU_PEAK_GFLOPS"
-
-func (j *Job) peakFLOPS() float64 {
-	if j.PeakFLOPS > 0 {
-		return j.PeakFLOPS
-	}
-	if v, err := strconv.ParseFloat(os.Getenv(PeakEnv), 64); err == nil && v > 0 {
-		return v * 1e9
-	}
-	return MeasurePeak()
-}
-
-// MeasurePeak is the best float32 FLOP/s of a few 1024³ matrix multiplies
-// on all threads: the figure MFU is reported against on the CPU. On a busy
-// machine it reads low (and MFU high); set MARIN_CPU_PEAK_GFLOPS to fix it.
-func MeasurePeak() float64 {
-	const n = 1024
-	a := make([]float32, n*n)
-	b := make([]float32, n*n)
-	c := make([]float32, n*n)
-	for i := range a {
-		a[i] = float32(i%97) * 1e-3
-		b[i] = float32(i%89) * 1e-3
-	}
-	best := 0.0
-	for r := 0; r < 6; r++ {
-		t0 := time.Now()
-		kernels.Sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n)
-		if g := 2 * n * n * n / time.Since(t0).Seconds(); g > best {
-			best = g
-		}
-	}
-	return best
 }
 
 func humanRate(v float64) string {

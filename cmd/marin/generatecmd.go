@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/marin-go/marin/backends/chat"
-	"github.com/marin-go/marin/backends/generate"
-	"github.com/marin-go/marin/backends/tokenizer"
+	"github.com/marin-go/marin/backends/tokens/chat"
+	"github.com/marin-go/marin/backends/cpu/generate"
+	"github.com/marin-go/marin/backends/tokens/tokenizer"
 )
 
 // sampleFlags are the flags generate and chat share.

@@ -14,13 +14,14 @@ import (
 	"github.com/marin-go/marin/plugins/datasets"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/shell"
+	"github.com/marin-go/marin/plugins/tasks"
 	"github.com/marin-go/marin/starlib"
 )
 
 // builtinPlugins are compiled into the marin binary and started as its
 // child processes (`marin plugin serve NAME`).
 func builtinPlugins() []*sdk.Plugin {
-	return []*sdk.Plugin{shell.Plugin(), datasets.Plugin(), cpu.Plugin(), gomlx.Plugin()}
+	return []*sdk.Plugin{shell.Plugin(), datasets.Plugin(), tasks.Plugin(), cpu.Plugin(), gomlx.Plugin()}
 }
 
 func pluginProtocolVersion() int { return sdk.ProtocolVersion }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/marin-go/marin/backends/tokenizer"
+	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/plugins/hfhub"
 )
 

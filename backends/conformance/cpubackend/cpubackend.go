@@ -1,5 +1,5 @@
-// Package cpubackend adapts the cpu reference backend (backends/llama for
-// the model, backends/optim for AdamW, backends/train and backends/weights
+// Package cpubackend adapts the cpu reference backend (backends/model/llama for
+// the model, backends/model/optim for AdamW, backends/train and backends/model/weights
 // for checkpoints and exports, as the train op writes them) to the
 // conformance suite, so that suite runs on it and other backends can be
 // compared with it (conformance.RunPair).
@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 
 	"github.com/marin-go/marin/backends/conformance"
-	"github.com/marin-go/marin/backends/llama"
-	"github.com/marin-go/marin/backends/optim"
+	"github.com/marin-go/marin/backends/cpu/adamw"
+	"github.com/marin-go/marin/backends/cpu/transformer"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
+	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/backends/train"
-	"github.com/marin-go/marin/backends/weights"
 )
 
 // Backend returns the cpu backend as a conformance.Backend.
@@ -45,7 +47,7 @@ func open(configJSON []byte, weights map[string][]float32) (*model, error) {
 		}
 		copy(t.Data, w)
 	}
-	m, err := llama.New(cfg, params)
+	m, err := transformer.New(cfg, params)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +93,9 @@ func (backend) LoadCheckpoint(ctx context.Context, dir string) (conformance.Mode
 
 type model struct {
 	raw     []byte
-	m       *llama.Model
+	m       *transformer.Model
 	grads   *llama.Params
-	opt     *optim.AdamW
+	opt     *adamw.AdamW
 	pending *optim.State // loaded before the optimizer is configured
 }
 
@@ -139,13 +141,13 @@ func (c *model) TrainStep(ctx context.Context, b conformance.Batch, o conformanc
 	if err != nil {
 		return 0, err
 	}
-	var ps []optim.Param
+	var ps []adamw.Param
 	for _, t := range c.m.Params.Tensors() {
-		ps = append(ps, optim.Param{Name: t.Name, Data: t.Data, Grad: c.grads.Tensor(t.Name).Data, Decay: optim.LevanterWeightDecay(t.Name)})
+		ps = append(ps, adamw.Param{Name: t.Name, Data: t.Data, Grad: c.grads.Tensor(t.Name).Data, Decay: optim.LevanterWeightDecay(t.Name)})
 	}
 	cfg := optim.AdamWConfig{Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm}
 	if c.opt == nil {
-		if c.opt, err = optim.NewAdamW(cfg, ps); err != nil {
+		if c.opt, err = adamw.NewAdamW(cfg, ps); err != nil {
 			return 0, err
 		}
 		if c.pending != nil {

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/marin-go/marin/backends/tokencache"
+	"github.com/marin-go/marin/backends/tokens/tokencache"
 )
 
 // Vocab is the vocabulary size of the synthetic caches.

@@ -1,0 +1,238 @@
+// Package weights moves Llama-family weights between disk and
+// backends/model/llama: it loads the Hugging Face layout (config.json plus one
+// model.safetensors or shards named by model.safetensors.index.json, F32,
+// BF16 or F16 on disk) from a directory or from the hub, initialises
+// parameters from a config for from-scratch runs, and exports the layout
+// transformers and vLLM load.
+//
+// # The hf/ export (hf/step-N/)
+//
+//	config.json              the model's LlamaConfig (HF names), normalised: model_type,
+//	                         architectures (LlamaForCausalLM, Qwen2ForCausalLM or
+//	                         MistralForCausalLM), torch_dtype of the weights, bos/eos ids
+//	model.safetensors        every parameter, HF names and [out, in] layout, F32 by default
+//	                         (BF16 on request); above 10 GB, model-0000i-of-0000n.safetensors
+//	                         shards and model.safetensors.index.json
+//	generation_config.json   bos_token_id, eos_token_id (a list: the tokenizer's eos and
+//	                         the chat format's end of turn, so generation stops at a turn)
+//	tokenizer.json, tokenizer_config.json, special_tokens_map.json, tokenizer.model
+//	                         copied from the tokenizer's directory when present
+//	marin.json               optional: what marin knows that transformers does not
+//	                         (the chat format, the training step), for marin generate/chat
+//
+// A directory is written under a temporary sibling name and renamed into
+// place, so an export directory either is complete or does not exist. The
+// cpu and gomlx backends write and read the same files.
+package weights
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/safetensors"
+)
+
+// ConfigName is the model config file of the HF layout.
+const ConfigName = "config.json"
+
+// ReadConfig reads dir/config.json with transformers' defaults for absent
+// fields.
+func ReadConfig(dir string) (llama.Config, error) {
+	p := filepath.Join(dir, ConfigName)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return llama.Config{}, fmt.Errorf("read model config: %w", err)
+	}
+	cfg, err := llama.ParseConfig(raw)
+	if err != nil {
+		return llama.Config{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return cfg, nil
+}
+
+// Info says what LoadDir read.
+type Info struct {
+	Dir    string
+	DTypes map[safetensors.DType]int // tensors of each on-disk dtype
+	// Ignored lists tensors in the files that the model does not use
+	// (rotary inv_freq buffers, an lm_head of a tied model).
+	Ignored []string
+}
+
+// LoadDir reads a model in Hugging Face layout from the local directory
+// dir. Every parameter the config needs must be present with its shape;
+// safetensors files that are truncated or corrupt are refused (see
+// backends/model/safetensors). Tensors the model does not need are refused too,
+// except rotary-embedding buffers and the lm_head of a tied model, so a
+// config that does not match its weights is caught here.
+func LoadDir(dir string) (*llama.Params, Info, error) {
+	info := Info{Dir: dir}
+	cfg, err := ReadConfig(dir)
+	if err != nil {
+		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+	}
+	p, err := llama.NewParams(cfg)
+	if err != nil {
+		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+	}
+	sm, err := safetensors.OpenModel(dir)
+	if err != nil {
+		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+	}
+	info.DTypes = sm.DTypes
+	for _, t := range p.Tensors() {
+		data, shape, err := sm.Float32(t.Name)
+		if err != nil {
+			return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+		}
+		if !sameShape(shape, t.Shape) {
+			return nil, info, fmt.Errorf("load model %s: tensor %s has shape %v, config.json needs %v", dir, t.Name, shape, t.Shape)
+		}
+		copy(t.Data, data)
+	}
+	for _, name := range sm.Names() {
+		if p.Tensor(name) != nil {
+			continue
+		}
+		if strings.HasSuffix(name, "rotary_emb.inv_freq") || (name == "lm_head.weight" && p.Config.TieWordEmbeddings) {
+			info.Ignored = append(info.Ignored, name)
+			continue
+		}
+		return nil, info, fmt.Errorf("load model %s: the weights hold %s, which a %s model with this config.json does not have (wrong config or architecture?)", dir, name, p.Config.ModelType)
+	}
+	return p, info, nil
+}
+
+func sameShape(a []int64, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != int64(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Init returns parameters for a from-scratch run: transformers' Llama
+// initialisation, deterministic in seed (see llama.InitParams).
+func Init(cfg llama.Config, seed uint64) (*llama.Params, error) {
+	p, err := llama.InitParams(cfg, seed)
+	if err != nil {
+		return nil, fmt.Errorf("initialise model: %w", err)
+	}
+	return p, nil
+}
+
+// ParseModelConfig reads a model_config given in a step config: an object
+// with Hugging Face LlamaConfig field names. Absent fields take
+// transformers' defaults.
+func ParseModelConfig(raw json.RawMessage) (llama.Config, error) {
+	cfg, err := llama.ParseConfig(raw)
+	if err != nil {
+		return llama.Config{}, fmt.Errorf("model_config: %w", err)
+	}
+	return cfg, nil
+}
+
+// StepDirs lists the "step-N" subdirectories of dir, sorted by N
+// ascending. Other names are skipped; a missing dir is an empty list.
+func StepDirs(dir string) ([]StepDir, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var out []StepDir
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		n, ok := ParseStepName(e.Name())
+		if !ok {
+			continue
+		}
+		out = append(out, StepDir{Step: n, Dir: filepath.Join(dir, e.Name())})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Step < out[j].Step })
+	return out, nil
+}
+
+// StepDir is one step-N directory.
+type StepDir struct {
+	Step int64
+	Dir  string
+}
+
+// StepName is the directory name of step n: "step-N".
+func StepName(n int64) string { return fmt.Sprintf("step-%d", n) }
+
+// ParseStepName reads N from "step-N".
+func ParseStepName(name string) (int64, bool) {
+	s, ok := strings.CutPrefix(name, "step-")
+	if !ok || s == "" {
+		return 0, false
+	}
+	var n int64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+		if n > 1<<50 {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// FindModelDir finds the model in a local path:
+//
+//   - a directory holding config.json is the model;
+//   - a training step's output (with hf/step-N/) gives its latest export;
+//   - a directory of exports (hf/, holding step-N/) gives the latest;
+//   - a training step's output without exports gives its latest complete
+//     checkpoint (checkpoints/step-N/ with metadata.json), whose model files
+//     are the same HF layout.
+func FindModelDir(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("model %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("model %s: not a directory (want a directory with config.json and safetensors)", path)
+	}
+	if _, err := os.Stat(filepath.Join(path, ConfigName)); err == nil {
+		return path, nil
+	}
+	for _, sub := range []string{"hf", "."} {
+		steps, err := StepDirs(filepath.Join(path, sub))
+		if err != nil {
+			return "", err
+		}
+		for i := len(steps) - 1; i >= 0; i-- {
+			if _, err := os.Stat(filepath.Join(steps[i].Dir, ConfigName)); err == nil {
+				return steps[i].Dir, nil
+			}
+		}
+	}
+	steps, err := StepDirs(filepath.Join(path, "checkpoints"))
+	if err != nil {
+		return "", err
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		if _, err := os.Stat(filepath.Join(steps[i].Dir, "metadata.json")); err == nil {
+			return steps[i].Dir, nil
+		}
+	}
+	return "", fmt.Errorf("model %s: no config.json there, and no hf/step-N or checkpoints/step-N inside", path)
+}

@@ -1,0 +1,310 @@
+// Package tokenize is the "tokenize" op behind default_tokenize: it reads a
+// documents dataset ({input}/{subset}/{split}/shard_NNNNN.jsonl.gz, rows
+// {"id", "messages": [{"role", "content"}], …}), renders every conversation
+// with a chat format (backends/tokens/chat, or a format plugin), tokenizes it, and
+// writes a token cache (backends/tokens/tokencache) into the step's output.
+//
+// Config, as starlib's default_tokenize writes it:
+//
+//	input          the documents: a storage URL or path of a directory (every
+//	               *.jsonl.gz and *.jsonl under it, recursively) or a glob
+//	               such as ".../**/*.jsonl.gz"
+//	tokenizer      a tokenizer.json file, a directory holding one (and
+//	               tokenizer_config.json), or a Hugging Face hub id
+//	               ("org/name", "org/name@revision") fetched with plugins/hfhub
+//	format         the ChatFormat object (see chat.Options)
+//	is_validation  recorded in the manifest for the mixture loader
+//
+// One input shard becomes one cache shard. Conversations are rendered and
+// tokenized on all cores, in batches, and written in input order, so a cache
+// is byte-identical however many cores made it. A conversation with no
+// trainable token, or one the format cannot render, is skipped and counted
+// by reason (with a few examples) in the manifest; if every conversation is
+// skipped the step fails. A rerun after a crash keeps every shard whose
+// files are complete and verified and made from the same input, tokenizer
+// and format, and redoes the rest. manifest.json is written last.
+package tokenize
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/marin-go/marin/backends/tokens/chat"
+	"github.com/marin-go/marin/backends/tokens/tokencache"
+	"github.com/marin-go/marin/backends/tokens/tokenizer"
+	"github.com/marin-go/marin/plugins/sdk"
+)
+
+// OpName is the op default_tokenize steps run.
+const OpName = "tokenize"
+
+// codeVersion changes when this op would write different bytes for the same
+// input, tokenizer and format; shards of another version are redone.
+const codeVersion = "tokenize/1"
+
+// Op is the tokenize op, for a plugin's op table.
+func Op() sdk.Op {
+	return sdk.Op{
+		Description: "render conversations with a chat format, tokenize them and write a token cache (ids, loss mask, offsets)",
+		Run:         Run,
+	}
+}
+
+// Config is the step config.
+type Config struct {
+	Input        string          `json:"input"`
+	Tokenizer    string          `json:"tokenizer"`
+	Format       json.RawMessage `json:"format"`
+	IsValidation bool            `json:"is_validation"`
+}
+
+// Run runs the op for one step.
+func Run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
+	var cfg Config
+	if err := req.Decode(&cfg); err != nil {
+		return err
+	}
+	out, err := sdk.LocalPath(req.OutputPath)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("tokenize writes its cache to a local directory (the cache is memory-mapped): output %s: %v", req.OutputPath, err)}
+	}
+	j := &Job{Config: cfg, Out: out, Plugins: req.Plugins, Report: r}
+	return j.Run(ctx)
+}
+
+// Job is one tokenize run. Run calls it with the step's request; tests and
+// benchmarks build one directly.
+type Job struct {
+	Config  Config
+	Out     string               // the cache directory (local)
+	Plugins []sdk.PluginEndpoint // format plugins the host knows
+	Report  sdk.Reporter         // may be nil
+	Workers int                  // 0: GOMAXPROCS
+
+	// afterShard, in tests, runs after shard i is committed; an error
+	// stops the job there, like a crash.
+	afterShard func(i int) error
+
+	// Filled in by Run.
+	Stats Stats
+}
+
+// Stats says what a run did.
+type Stats struct {
+	Shards, ShardsReused int
+	Counts               tokencache.Counts
+	Elapsed              time.Duration
+	NewTokens            int64 // tokens written by this run (not reused)
+}
+
+// TokensPerSecond is the throughput of this run over the shards it wrote.
+func (s Stats) TokensPerSecond() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.NewTokens) / s.Elapsed.Seconds()
+}
+
+// Run tokenizes every input shard not already in the cache and writes the
+// manifest.
+func (j *Job) Run(ctx context.Context) error {
+	start := time.Now()
+	if j.Report == nil {
+		j.Report = nopReporter{}
+	}
+	if j.Workers <= 0 {
+		j.Workers = runtime.GOMAXPROCS(0)
+	}
+	c := j.Config
+	if c.Input == "" {
+		return &sdk.Diagnostic{Summary: `config "input": missing (the documents to tokenize)`, Attribute: "input"}
+	}
+	if c.Tokenizer == "" {
+		return &sdk.Diagnostic{Summary: `config "tokenizer": missing (a tokenizer.json path or hub id)`, Attribute: "tokenizer"}
+	}
+	opts, err := chat.ParseOptions(c.Format)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "format"}
+	}
+
+	tf, err := loadTokenizer(ctx, c.Tokenizer, j.Report)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "tokenizer"}
+	}
+	tok, err := tokenizer.FromBytes(tf.JSON)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("tokenizer %s: %v", tf.JSONPath, err), Attribute: "tokenizer"}
+	}
+	vocab, err := chat.NewVocab(tok, tf.JSON, tf.Config)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("tokenizer %s: %v", tf.JSONPath, err), Attribute: "tokenizer"}
+	}
+
+	if tf.Config == nil && opts.Name != chat.NamePlugin {
+		j.Report.Log("warn", "no tokenizer_config.json next to the tokenizer: templates get empty bos_token and eos_token, built-in formats guess them from the special tokens",
+			"tokenizer", tf.JSONPath)
+	}
+	var format chat.Format
+	var pluginInfo *tokencache.PluginInfo
+	if opts.Name == chat.NamePlugin {
+		pf, err := startPluginFormat(ctx, opts, c.Format, j.Plugins)
+		if err != nil {
+			return &sdk.Diagnostic{Summary: err.Error(), Attribute: "format"}
+		}
+		defer pf.Close()
+		format = pf
+		pluginInfo = &tokencache.PluginInfo{Name: pf.fc.Endpoint.Name, Version: pf.fc.Endpoint.Version}
+	} else if format, err = chat.New(opts, vocab); err != nil {
+		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "format"}
+	}
+
+	inputs, err := listInputs(ctx, c.Input)
+	if err != nil {
+		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "input"}
+	}
+	if err := tokencache.Clean(j.Out); err != nil {
+		return fmt.Errorf("clean %s: %w", j.Out, err)
+	}
+
+	fp := fingerprint(tf.SHA256, opts, pluginInfo)
+	run := &shardRun{job: j, format: format, enc: chat.NewEncoder(vocab), fingerprint: fp, messagesField: opts.MessagesField}
+	m := &tokencache.Manifest{
+		Tokenizer:    tokencache.TokenizerInfo{Name: c.Tokenizer, File: tf.JSONPath, SHA256: tf.SHA256, VocabSize: tok.VocabSize()},
+		Format:       canonicalFormat(opts),
+		FormatPlugin: pluginInfo,
+		IsValidation: c.IsValidation,
+		Input:        c.Input,
+	}
+	j.Stats = Stats{Shards: len(inputs)}
+	prog := newProgress(j.Report, inputs)
+	for i, in := range inputs {
+		name := tokencache.ShardName(i)
+		info, reused := j.reusable(name, in, fp)
+		if !reused {
+			if info, err = run.shard(ctx, name, in, prog); err != nil {
+				return err
+			}
+			j.Stats.NewTokens += info.Counts.Tokens
+		} else {
+			j.Stats.ShardsReused++
+			j.Report.Log("info", "kept a complete shard from an earlier attempt", "shard", name, "source", in.Rel)
+		}
+		prog.shardDone(in, info.Counts.Tokens, reused)
+		m.Shards = append(m.Shards, info)
+		j.Stats.Counts.Add(info.Counts)
+		if j.afterShard != nil {
+			if err := j.afterShard(i); err != nil {
+				return err
+			}
+		}
+	}
+	j.Stats.Elapsed = time.Since(start)
+
+	counts := j.Stats.Counts
+	if counts.Documents == 0 && counts.Conversations > 0 {
+		return &sdk.Diagnostic{
+			Summary:   fmt.Sprintf("every one of the %d conversations was skipped (%s): the format %s trains no token of this data", counts.Conversations, skipSummary(counts.Skipped), format.Name()),
+			Detail:    examplesText(m.Shards),
+			Attribute: "format",
+		}
+	}
+	m.SkipExamples = mergeExamples(m.Shards, 5)
+	if err := tokencache.WriteManifest(j.Out, m); err != nil {
+		return err
+	}
+	j.Report.Log("info", "token cache written",
+		"documents", strconv.FormatInt(counts.Documents, 10), "tokens", strconv.FormatInt(counts.Tokens, 10),
+		"trainable_tokens", strconv.FormatInt(counts.TrainableTokens, 10), "skipped", skipSummary(counts.Skipped),
+		"shards", strconv.Itoa(len(inputs)), "reused_shards", strconv.Itoa(j.Stats.ShardsReused),
+		"tokens_per_s", strconv.FormatFloat(j.Stats.TokensPerSecond(), 'f', 0, 64))
+	return nil
+}
+
+// reusable reports whether shard name is committed, verified and made from
+// the same input with the same tokenizer, format and code.
+func (j *Job) reusable(name string, in inputShard, fp string) (tokencache.ShardInfo, bool) {
+	info, err := tokencache.ReadShardInfo(j.Out, name)
+	if err != nil {
+		return tokencache.ShardInfo{}, false
+	}
+	if info.Source != in.Rel || info.SourceBytes != in.Size || info.Fingerprint != fp {
+		return tokencache.ShardInfo{}, false
+	}
+	if err := tokencache.VerifyShard(j.Out, info); err != nil {
+		j.Report.Log("warn", "redoing a damaged shard", "shard", name, "error", err.Error())
+		return tokencache.ShardInfo{}, false
+	}
+	return info, true
+}
+
+// canonicalFormat is the format options as recorded in the manifest.
+func canonicalFormat(o chat.Options) json.RawMessage {
+	raw, _ := json.Marshal(o)
+	return raw
+}
+
+// fingerprint identifies what a shard's bytes depend on besides its input.
+func fingerprint(tokSHA string, o chat.Options, plugin *tokencache.PluginInfo) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", codeVersion, tokSHA, canonicalFormat(o))
+	if plugin != nil {
+		fmt.Fprintf(h, "plugin %s %s\n", plugin.Name, plugin.Version)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func skipSummary(skipped map[string]int64) string {
+	if len(skipped) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(skipped))
+	for k := range skipped {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, skipped[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// mergeExamples keeps up to n examples per reason across shards.
+func mergeExamples(shards []tokencache.ShardInfo, n int) []tokencache.SkipExample {
+	per := map[string]int{}
+	var out []tokencache.SkipExample
+	for _, s := range shards {
+		for _, e := range s.SkipExamples {
+			if per[e.Reason] < n {
+				per[e.Reason]++
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+func examplesText(shards []tokencache.ShardInfo) string {
+	var b strings.Builder
+	for _, e := range mergeExamples(shards, 3) {
+		fmt.Fprintf(&b, "%s: document %s in %s", e.Reason, e.Doc, e.Source)
+		if e.Detail != "" {
+			fmt.Fprintf(&b, ": %s", e.Detail)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+type nopReporter struct{}
+
+func (nopReporter) Progress(done, total float64, unit, msg string) {}
+func (nopReporter) Log(level, msg string, kv ...string)            {}
