@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/marin-go/marin/backends/model/llama"
-	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/backends/model/weights"
+	"github.com/marin-go/marin/backends/train"
 )
 
 // Checkpoints and hf/ exports are written and read by the same code as the

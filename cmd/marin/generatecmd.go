@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/cpu/generate"
+	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 )
 

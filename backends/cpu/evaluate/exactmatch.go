@@ -34,8 +34,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/cpu/generate"
+	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 

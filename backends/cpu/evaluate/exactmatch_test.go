@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/marin-go/marin/backends/model/llama"
-	"github.com/marin-go/marin/plugins/tasks"
 	"github.com/marin-go/marin/backends/model/weights"
+	"github.com/marin-go/marin/plugins/tasks"
 )
 
 type nopReporter struct{}

@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/model/llama"
-	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/backends/model/weights"
+	"github.com/marin-go/marin/backends/tokens/chat"
+	"github.com/marin-go/marin/backends/tokens/tokenizer"
 )
 
 // MarinInfoName is the sidecar an hf/ export carries for marin's own tools.
