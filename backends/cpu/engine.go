@@ -81,13 +81,16 @@ func (e *cpuEngine) Eval(_ context.Context, b *llama.Batch) (llama.LossResult, e
 	return e.model.Loss(b, e.opts)
 }
 
-func (e *cpuEngine) Params(llama.Config) (*llama.Params, error) { return e.params, nil }
+func (e *cpuEngine) Params() (*llama.Params, error) { return e.params, nil }
 
 func (e *cpuEngine) OptimizerState() (*optim.State, error) { return &e.opt.State, nil }
 
 func (e *cpuEngine) LoadOptimizerState(st *optim.State) error { return e.opt.LoadState(st) }
 
 func (e *cpuEngine) PeakFLOPS() float64 { return PeakFLOPS() }
+
+// Close lets go of the weights (the caller's params stay as trained).
+func (e *cpuEngine) Close() error { e.model, e.grads, e.batch = nil, nil, nil; return nil }
 
 // zero clears x in parallel.
 func zero(x []float32) {

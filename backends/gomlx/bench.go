@@ -5,40 +5,39 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/marin-go/marin/backends/model/llama"
 )
 
 // Named configurations for benchmarks.
 var (
 	// Llama1B is Llama 3.2 1B's architecture (1.24B parameters).
-	Llama1B = Config{ModelType: "llama", VocabSize: 128256, HiddenSize: 2048, IntermediateSize: 8192,
+	Llama1B = llama.Config{ModelType: "llama", VocabSize: 128256, HiddenSize: 2048, IntermediateSize: 8192,
 		NumHiddenLayers: 16, NumAttentionHeads: 32, NumKeyValueHeads: 8, HeadDim: 64, HiddenAct: "silu",
 		MaxPositionEmbeddings: 131072, RMSNormEps: 1e-5, RopeTheta: 500000, TieWordEmbeddings: true,
-		RopeScaling: &RopeScaling{RopeType: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}}
-	// BenchSmall is a small CPU model (about 4.5M parameters) both backends train in seconds.
-	BenchSmall = Config{ModelType: "llama", VocabSize: 2048, HiddenSize: 256, IntermediateSize: 688,
+		RopeScaling: &llama.RopeScaling{RopeType: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}}
+	// BenchSmall is a small CPU model (about 4.5M parameters) both engines train in seconds.
+	BenchSmall = llama.Config{ModelType: "llama", VocabSize: 2048, HiddenSize: 256, IntermediateSize: 688,
 		NumHiddenLayers: 4, NumAttentionHeads: 8, NumKeyValueHeads: 4, HeadDim: 32, HiddenAct: "silu",
 		MaxPositionEmbeddings: 2048, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: false}
 )
 
 // BenchBatch returns a packed batch of random tokens: each row holds two
 // documents, loss on every position but each document's last.
-func BenchBatch(cfg Config, batch, seq int, seed uint64) Batch {
+func BenchBatch(cfg llama.Config, batch, seq int, seed uint64) *llama.Batch {
 	rng := rand.New(rand.NewPCG(seed, 1))
-	b := Batch{BatchSize: batch, SeqLen: seq, Tokens: make([]int32, batch*seq), LossMask: make([]float32, batch*seq),
-		SegmentIDs: make([]int32, batch*seq), Positions: make([]int32, batch*seq)}
+	b := llama.NewBatch(batch, seq)
 	split := seq / 2
 	for r := range batch {
 		for t := range seq {
 			i := r*seq + t
 			b.Tokens[i] = int32(rng.IntN(cfg.VocabSize))
 			if t >= split {
-				b.SegmentIDs[i], b.Positions[i] = 1, int32(t-split)
+				b.Segments[i], b.Positions[i] = 1, int32(t-split)
 			} else {
 				b.Positions[i] = int32(t)
 			}
-			if t != split-1 && t != seq-1 {
-				b.LossMask[i] = 1
-			}
+			b.LossMask[i] = t != split-1 && t != seq-1
 		}
 	}
 	return b
@@ -46,9 +45,9 @@ func BenchBatch(cfg Config, batch, seq int, seed uint64) Batch {
 
 // BenchResult is a training throughput measurement.
 type BenchResult struct {
-	Params       int64
+	Params       int
 	TokensPerSec float64
-	FLOPsPerSec  float64 // model FLOPs (6N + attention) per second
+	FLOPsPerSec  float64 // model FLOPs (3× llama.Config.FlopsPerToken, Levanter's count) per second
 	StepTime     time.Duration
 	CompileTime  time.Duration // the first step, which compiles
 	Loss         float64
@@ -56,20 +55,27 @@ type BenchResult struct {
 
 // Bench trains cfg from scratch for warmup+steps steps of batch×seq tokens
 // and measures the timed steps.
-func Bench(ctx context.Context, cfg Config, opts Options, batch, seq, warmup, steps int) (BenchResult, error) {
+func Bench(ctx context.Context, cfg llama.Config, opts Options, batch, seq, warmup, steps int) (BenchResult, error) {
+	if steps <= 0 {
+		return BenchResult{}, fmt.Errorf("bench: no timed steps")
+	}
 	if _, err := engine(opts); err != nil { // before drawing a billion weights
 		return BenchResult{}, err
 	}
-	m, err := New(cfg, InitWeights(cfg, 0), opts)
+	p, err := llama.InitParams(cfg, 0)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	m, err := New(p, opts)
 	if err != nil {
 		return BenchResult{}, err
 	}
 	defer m.Close()
-	batches := []Batch{BenchBatch(cfg, batch, seq, 1), BenchBatch(cfg, batch, seq, 2)}
+	batches := []*llama.Batch{BenchBatch(cfg, batch, seq, 1), BenchBatch(cfg, batch, seq, 2)}
 	res := BenchResult{Params: cfg.NumParams()}
 	start := time.Now()
 	for i := range warmup {
-		if _, err := m.TrainStep(ctx, 1e-4, batches[i%2]); err != nil {
+		if _, _, err := m.TrainStep(ctx, 1e-4, batches[i%2]); err != nil {
 			return res, err
 		}
 		if i == 0 {
@@ -78,18 +84,15 @@ func Bench(ctx context.Context, cfg Config, opts Options, batch, seq, warmup, st
 	}
 	start = time.Now()
 	for i := range steps {
-		r, err := m.TrainStep(ctx, 1e-4, batches[i%2])
+		r, _, err := m.TrainStep(ctx, 1e-4, batches[i%2])
 		if err != nil {
 			return res, err
 		}
-		res.Loss = r.Loss
+		res.Loss = r.Mean()
 	}
 	el := time.Since(start)
-	if steps == 0 {
-		return res, fmt.Errorf("bench: no timed steps")
-	}
 	res.StepTime = el / time.Duration(steps)
 	res.TokensPerSec = float64(batch*seq*steps) / el.Seconds()
-	res.FLOPsPerSec = res.TokensPerSec * cfg.FLOPsPerToken(seq)
+	res.FLOPsPerSec = res.TokensPerSec * 3 * cfg.FlopsPerToken(seq)
 	return res, nil
 }

@@ -3,37 +3,25 @@ package gomlx
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
-	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/backends/train"
 )
 
 // Checkpoints and hf/ exports are written and read by the same code as the
-// cpu backend's train op (backends/train, backends/model/weights, in
-// backends/checkpoint's layout): config.json, float32 model.safetensors
-// with HF names, optimizer.bin (backends/model/optim's AdamW state) and a
-// verified metadata.json. So a run can move between backends at any
-// checkpoint, and every export loads in transformers and vLLM.
+// cpu engine's (backends/train, backends/model/weights): config.json,
+// float32 model.safetensors with HF names, optimizer.bin (backends/model/
+// optim's AdamW state) and a verified metadata.json. So a run can move
+// between engines at any checkpoint, and every export loads in
+// transformers and vLLM.
 
 // Backend is what this backend writes into a checkpoint's trainer state.
 const Backend = "gomlx"
 
-// llamaParams copies the weights into backends/model/llama's parameters.
-func (m *Model) llamaParams() (*llama.Params, error) {
-	cfg, err := llama.ParseConfig(m.rawConfig)
-	if err != nil {
-		return nil, err
-	}
-	return TrainEngine{M: m}.Params(cfg)
-}
-
 // ExportHF writes the model in Hugging Face layout (config.json,
 // generation_config.json, safetensors; tokenizer files are the caller's).
 func (m *Model) ExportHF(ctx context.Context, dir string) error {
-	p, err := m.llamaParams()
+	p, err := m.Params()
 	if err != nil {
 		return err
 	}
@@ -43,11 +31,11 @@ func (m *Model) ExportHF(ctx context.Context, dir string) error {
 // SaveCheckpoint writes weights, optimizer state and ts (its Backend set
 // to "gomlx") to dir atomically, as backends/train does.
 func (m *Model) SaveCheckpoint(ctx context.Context, dir string, ts train.TrainerState, temporary bool, tokenizerDir string) error {
-	p, err := m.llamaParams()
+	p, err := m.Params()
 	if err != nil {
 		return err
 	}
-	st, err := TrainEngine{M: m}.OptimizerState()
+	st, err := m.OptimizerState()
 	if err != nil {
 		return err
 	}
@@ -62,19 +50,7 @@ func LoadHF(dir string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fromParams(dir, p, opts)
-}
-
-func fromParams(dir string, p *llama.Params, opts Options) (*Model, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", dir, err)
-	}
-	w := map[string][]float32{}
-	for _, t := range p.Tensors() {
-		w[t.Name] = t.Data
-	}
-	m, err := NewFromJSON(raw, w, opts)
+	m, err := New(p, opts)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
@@ -82,17 +58,17 @@ func fromParams(dir string, p *llama.Params, opts Options) (*Model, error) {
 }
 
 // LoadCheckpoint verifies and resumes a checkpoint written by either
-// backend; it also returns the checkpoint's trainer state.
+// engine; it also returns the checkpoint's trainer state.
 func LoadCheckpoint(dir string, opts Options) (*Model, train.TrainerState, error) {
 	ck, err := train.LoadCheckpoint(dir)
 	if err != nil {
 		return nil, train.TrainerState{}, err
 	}
-	m, err := fromParams(dir, ck.Params, opts)
+	m, err := New(ck.Params, opts)
 	if err != nil {
-		return nil, train.TrainerState{}, err
+		return nil, train.TrainerState{}, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
-	if err := (TrainEngine{M: m}).LoadOptimizerState(ck.Optimizer); err != nil {
+	if err := m.LoadOptimizerState(ck.Optimizer); err != nil {
 		m.Close()
 		return nil, train.TrainerState{}, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}

@@ -2,8 +2,11 @@ package gomlx
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/marin-go/marin/backends/conformance"
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
 	"github.com/marin-go/marin/backends/train"
 )
 
@@ -21,7 +24,22 @@ func (c conformanceBackend) Name() string {
 }
 
 func (c conformanceBackend) Open(ctx context.Context, configJSON []byte, weights map[string][]float32) (conformance.Model, error) {
-	m, err := NewFromJSON(configJSON, weights, c.opts)
+	cfg, err := llama.ParseConfig(configJSON)
+	if err != nil {
+		return nil, err
+	}
+	p, err := llama.NewParams(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range p.Tensors() {
+		w, ok := weights[t.Name]
+		if !ok || len(w) != len(t.Data) {
+			return nil, fmt.Errorf("gomlx: weights for %s missing or of the wrong size", t.Name)
+		}
+		copy(t.Data, w)
+	}
+	m, err := New(p, c.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -46,25 +64,44 @@ func (c conformanceBackend) LoadHF(ctx context.Context, dir string) (conformance
 
 type conformanceModel struct{ *Model }
 
-func batchOf(b conformance.Batch) Batch {
-	return Batch{BatchSize: b.BatchSize, SeqLen: b.SeqLen, Tokens: b.Tokens, LossMask: b.LossMask, SegmentIDs: b.SegmentIDs, Positions: b.Positions}
+func batchOf(b conformance.Batch) *llama.Batch {
+	lb := &llama.Batch{B: b.BatchSize, T: b.SeqLen, Tokens: b.Tokens, Segments: b.SegmentIDs, Positions: b.Positions,
+		LossMask: make([]bool, len(b.LossMask))}
+	for i, v := range b.LossMask {
+		lb.LossMask[i] = v != 0
+	}
+	return lb
 }
 
 func (c conformanceModel) LossAndGrads(ctx context.Context, b conformance.Batch, zLoss float64) (float64, map[string][]float32, error) {
-	o := c.optimNow()
-	o.ZLossWeight = zLoss
-	c.SetOptim(o)
-	return c.Model.LossAndGrads(ctx, batchOf(b))
+	c.SetAdamW(c.adamw, zLoss)
+	res, g, err := c.Grads(ctx, batchOf(b))
+	if err != nil {
+		return 0, nil, err
+	}
+	out := map[string][]float32{}
+	for _, t := range g.Tensors() {
+		out[t.Name] = t.Data
+	}
+	return res.ObjectiveMean(), out, nil
 }
 
 func (c conformanceModel) TrainStep(ctx context.Context, b conformance.Batch, o conformance.Optim, lr float64) (float64, error) {
-	c.SetOptim(Optim{Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm, ZLossWeight: o.ZLossWeight})
-	r, err := c.Model.TrainStep(ctx, lr, batchOf(b))
-	return r.Loss, err
+	c.SetAdamW(optim.AdamWConfig{Beta1: o.Beta1, Beta2: o.Beta2, Epsilon: o.Eps, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm}, o.ZLossWeight)
+	r, _, err := c.Model.TrainStep(ctx, lr, batchOf(b))
+	return r.Mean(), err
 }
 
 func (c conformanceModel) Weights(ctx context.Context) (map[string][]float32, error) {
-	return c.Model.Weights()
+	p, err := c.Params()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]float32{}
+	for _, t := range p.Tensors() {
+		out[t.Name] = t.Data
+	}
+	return out, nil
 }
 
 func (c conformanceModel) Greedy(ctx context.Context, prompt []int32, n int) ([]int32, error) {

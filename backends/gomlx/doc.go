@@ -13,18 +13,22 @@
 //     GoMLX's SPMD execution with gradients summed by AllReduce. Nothing is
 //     downloaded; without a plugin it fails saying so.
 //
-// Weights use Hugging Face names and layouts (model.layers.N.self_attn.
-// q_proj.weight is [out, in]); checkpoints and hf/ exports are written and
-// read by the cpu backend's own code (backends/train, backends/model/weights), so
-// a run can move between backends at a checkpoint. backends/conformance holds the
-// suite both backends pass; Conformance adapts this package to it.
+// The model's definitions are backends/model's, shared with the cpu
+// engine: llama.Config (parsing, defaults, validation), llama.Params'
+// tensor names, shapes and order, llama.Batch, the float32 RoPE tables of
+// llama.RopeTable (so both engines rotate with the same values) and
+// optim.AdamWConfig with Levanter's weight-decay mask. Checkpoints and hf/
+// exports are written and read by backends/train and backends/model/weights,
+// so a run can move between engines at a checkpoint. backends/conformance
+// holds the suite both engines pass; Conformance adapts this package to it.
 //
-// Entry points: New / NewFromJSON / LoadHF / LoadCheckpoint give a *Model;
-// Model.TrainStep (one AdamW step; several micro-batches accumulate), Eval,
-// LossAndGrads, Generate, SaveCheckpoint, ExportHF. TrainEngine puts a Model
-// behind backends/train's types (llama.Batch, optim.State) so the train
-// op's loop can drive it. Plugin is the built-in "gomlx" backend plugin.
-// gpucheck.sh measures throughput and MFU on a GPU.
+// Entry points: New (from llama.Params) / LoadHF / LoadCheckpoint give a
+// *Model, which is a train.Engine (Step, Eval, Params, OptimizerState,
+// LoadOptimizerState, PeakFLOPS, Close); EngineFactory makes one for the
+// train op's loop. Model.TrainStep applies one AdamW step (several
+// micro-batches accumulate), Grads returns raw gradients, Generate
+// samples, SaveCheckpoint and ExportHF write. Plugin is the built-in
+// "gomlx" backend plugin. gpucheck.sh measures throughput and MFU on a GPU.
 //
 // # GoMLX v0.26.0 workarounds
 //

@@ -2,9 +2,12 @@ package gomlx
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/marin-go/marin/backends/model/llama"
 )
 
 func TestXLAWithoutPluginIsAClearError(t *testing.T) {
@@ -20,7 +23,7 @@ func TestXLAWithoutPluginIsAClearError(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := New(BenchSmall, InitWeights(BenchSmall, 0), c.opts)
+			_, err := New(initParams(t, BenchSmall, 0), c.opts)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
@@ -31,46 +34,39 @@ func TestXLAWithoutPluginIsAClearError(t *testing.T) {
 func TestGradientAccumulationMatchesOneBatch(t *testing.T) {
 	// Two micro-batches accumulate to the step on their concatenation:
 	// the loss is a mean over all loss-mask tokens of both.
-	cfg := Config{ModelType: "llama", VocabSize: 32, HiddenSize: 8, IntermediateSize: 16, NumHiddenLayers: 1,
-		NumAttentionHeads: 2, NumKeyValueHeads: 2, HeadDim: 4, HiddenAct: "silu", RMSNormEps: 1e-5, RopeTheta: 10000}
-	w := InitWeights(cfg, 7)
+	cfg := llama.Config{ModelType: "llama", VocabSize: 32, HiddenSize: 8, IntermediateSize: 16, NumHiddenLayers: 1,
+		NumAttentionHeads: 2, NumKeyValueHeads: 2, HeadDim: 4, HiddenAct: "silu", RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 64}
+	p := initParams(t, cfg, 7)
 	whole := BenchBatch(cfg, 4, 8, 3)
-	half := func(i int) Batch {
-		n := 2 * 8
-		return Batch{BatchSize: 2, SeqLen: 8, Tokens: whole.Tokens[i*n : (i+1)*n], LossMask: whole.LossMask[i*n : (i+1)*n],
-			SegmentIDs: whole.SegmentIDs[i*n : (i+1)*n], Positions: whole.Positions[i*n : (i+1)*n]}
-	}
 	ctx := context.Background()
-	a, err := New(cfg, w, Options{})
+	a, err := New(p, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := New(cfg, w, Options{})
+	b, err := New(p, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	for range 2 {
-		ra, err := a.TrainStep(ctx, 1e-2, whole)
+		ra, ia, err := a.TrainStep(ctx, 1e-2, whole)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rb, err := b.TrainStep(ctx, 1e-2, half(0), half(1))
+		rb, ib, err := b.TrainStep(ctx, 1e-2, whole.Rows(0, 2), whole.Rows(2, 2))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := ra.Loss - rb.Loss; d > 1e-6 || d < -1e-6 || ra.Tokens != rb.Tokens {
-			t.Fatalf("loss %v (%v tokens) vs accumulated %v (%v tokens)", ra.Loss, ra.Tokens, rb.Loss, rb.Tokens)
+		if d := ra.Mean() - rb.Mean(); d > 1e-6 || d < -1e-6 || ra.Count != rb.Count || math.Abs(ia.GradNorm-ib.GradNorm) > 1e-6 {
+			t.Fatalf("loss %v (%v tokens, norm %v) vs accumulated %v (%v tokens, norm %v)", ra.Mean(), ra.Count, ia.GradNorm, rb.Mean(), rb.Count, ib.GradNorm)
 		}
 	}
-	wa, _ := a.Weights()
-	wb, _ := b.Weights()
-	for name, x := range wa {
-		for i := range x {
-			if d := x[i] - wb[name][i]; d > 1e-6 || d < -1e-6 {
-				t.Fatalf("%s[%d]: %v vs accumulated %v", name, i, x[i], wb[name][i])
-			}
+	wa, _ := a.Params()
+	wb, _ := b.Params()
+	for i, x := range wa.Flat() {
+		if d := x - wb.Flat()[i]; d > 1e-6 || d < -1e-6 {
+			t.Fatalf("weight %d: %v vs accumulated %v", i, x, wb.Flat()[i])
 		}
 	}
 }
@@ -78,27 +74,27 @@ func TestGradientAccumulationMatchesOneBatch(t *testing.T) {
 // The accelerator recipe (bf16 compute, f32 master weights) runs on the
 // pure-Go engine too, which emulates bf16: its loss tracks float32's.
 func TestBF16ComputeTracksFloat32(t *testing.T) {
-	cfg := Config{ModelType: "llama", VocabSize: 64, HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 2,
-		NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 8, HiddenAct: "silu", RMSNormEps: 1e-5, RopeTheta: 10000}
-	w := InitWeights(cfg, 3)
+	cfg := llama.Config{ModelType: "llama", VocabSize: 64, HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 2,
+		NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 8, HiddenAct: "silu", RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 64}
+	p := initParams(t, cfg, 3)
 	batch := BenchBatch(cfg, 2, 16, 5)
 	ctx := context.Background()
 	on, off := true, false
 	var losses [2][]float64
 	for i, bf := range []*bool{&off, &on} {
-		m, err := New(cfg, w, Options{BF16: bf})
+		m, err := New(p, Options{BF16: bf})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for range 5 {
-			r, err := m.TrainStep(ctx, 1e-2, batch)
+			r, _, err := m.TrainStep(ctx, 1e-2, batch)
 			if err != nil {
 				t.Fatal(err)
 			}
-			losses[i] = append(losses[i], r.Loss)
+			losses[i] = append(losses[i], r.Mean())
 		}
-		ws, _ := m.Weights()
-		if len(ws["model.norm.weight"]) != cfg.HiddenSize {
+		ws, _ := m.Params()
+		if len(ws.Tensor("model.norm.weight").Data) != cfg.HiddenSize {
 			t.Fatalf("master weights lost")
 		}
 		m.Close()
@@ -115,8 +111,17 @@ func TestBF16ComputeTracksFloat32(t *testing.T) {
 }
 
 func TestMoreDevicesThanTheEngineHas(t *testing.T) {
-	_, err := New(BenchSmall, InitWeights(BenchSmall, 0), Options{Devices: 2})
+	_, err := New(initParams(t, BenchSmall, 0), Options{Devices: 2})
 	if err == nil || !strings.Contains(err.Error(), "2 devices requested") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+func initParams(t testing.TB, cfg llama.Config, seed uint64) *llama.Params {
+	t.Helper()
+	p, err := llama.InitParams(cfg, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -9,6 +9,8 @@ import (
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX graph code reads best with the dot import.
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/marin-go/marin/backends/model/llama"
 )
 
 // Decoding recomputes the whole (padded) sequence for every new token: the
@@ -36,14 +38,19 @@ func (m *Model) nextLogits(ctx context.Context, tokens []int32) ([]float32, erro
 		return nil, err
 	}
 	L := (len(tokens) + decodeBucket - 1) / decodeBucket * decodeBucket
-	b := Batch{BatchSize: 1, SeqLen: L, Tokens: make([]int32, L), LossMask: make([]float32, L), SegmentIDs: make([]int32, L)}
+	// The tokens, then padding (segment −1) up to the bucket.
+	b := &llama.Batch{B: 1, T: L, Tokens: make([]int32, L), Segments: make([]int32, L)}
 	copy(b.Tokens, tokens)
-	if err := b.check(m.cfg.VocabSize); err != nil {
+	for i := len(tokens); i < L; i++ {
+		b.Segments[i] = -1
+	}
+	in, err := m.batchInputs(b)
+	if err != nil {
 		return nil, err
 	}
 	P := len(m.specs)
 	var out []float32
-	err := try(func() error {
+	err = try(func() error {
 		if m.logitsX == nil {
 			e, err := m.exec("next_logits", false, func(g *Graph, in []*Node) []*Node {
 				mg := m.graphOf(in[:P])
@@ -58,11 +65,7 @@ func (m *Model) nextLogits(ctx context.Context, tokens []int32) ([]float32, erro
 			}
 			m.logitsX = e
 		}
-		args := make([]any, 0, P+numBatchInputs+1)
-		for _, p := range m.dev[0].params {
-			args = append(args, p)
-		}
-		args = append(append(args, m.batchInputs(b)...), tensors.FromValue(int32(len(tokens)-1)))
+		args := append(append(m.paramArgs(), in...), tensors.FromValue(int32(len(tokens)-1)))
 		res, err := m.logitsX.Exec(args...)
 		if err != nil {
 			return err

@@ -6,6 +6,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX graph code reads best with the dot import.
 	"github.com/gomlx/gomlx/pkg/core/shapes"
+
+	"github.com/marin-go/marin/backends/model/llama"
 )
 
 // The graph side of the Llama model. Every op here is one the pure-Go engine
@@ -25,7 +27,7 @@ type batchNodes struct {
 
 // modelGraph builds the forward pass over named parameter nodes.
 type modelGraph struct {
-	cfg    Config
+	cfg    llama.Config
 	params map[string]*Node
 	cd     dtypes.DType // compute dtype: Float32, or BFloat16 with f32 master weights
 	zLoss  float64      // z-loss weight (PaLM, Levanter's z_loss_weight); 0: none

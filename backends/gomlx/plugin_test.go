@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/marin-go/marin/backends/conformance"
+	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -23,13 +24,17 @@ func TestPluginGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := conformance.Fixtures()[0]
-	cfg, err := ParseConfig([]byte(f.Config))
+	cfg, err := llama.ParseConfig([]byte(f.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
+	params, _ := llama.NewParams(cfg)
+	for _, tn := range params.Tensors() {
+		copy(tn.Data, f.Weights[tn.Name])
+	}
 	dir := t.TempDir()
 	model := filepath.Join(dir, "hf")
-	src, err := NewFromJSON([]byte(f.Config), f.Weights, Options{})
+	src, err := New(params, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +68,7 @@ func TestPluginGenerate(t *testing.T) {
 	if len(rows) != 2 || len(rows[0].IDs) != 8 {
 		t.Fatalf("generations: %+v", rows)
 	}
-	m, _ := New(cfg, f.Weights, Options{})
+	m, _ := New(params, Options{})
 	defer m.Close()
 	want, _ := m.Generate(context.Background(), []int32{3, 17, 5}, Sampling{MaxNewTokens: 8})
 	if !equalInts(rows[0].IDs, want) {

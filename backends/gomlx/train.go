@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sync"
 
 	gobackends "github.com/gomlx/gomlx/backends"
@@ -14,96 +13,25 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX graph code reads best with the dot import.
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
 )
 
-// Optim holds AdamW's hyper-parameters, as optax/Levanter apply them:
-// clip the gradient to a global norm, Adam with bias correction, add
-// weight_decay·w on the weights Levanter decays, scale by −lr.
-type Optim struct {
-	Beta1, Beta2, Eps float64
-	WeightDecay       float64
-	MaxGradNorm       float64 // 0: no clipping
-	// ZLossWeight adds ZLossWeight·logsumexp² per trained token to the
-	// objective (Levanter's z_loss_weight); 0: none.
-	ZLossWeight float64
-}
-
-// DefaultOptim is Marin's SFT optimizer: β1 0.9, β2 0.95, ε 1e-8, no decay, clip at 1.
-func DefaultOptim() Optim {
-	return Optim{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, MaxGradNorm: 1}
-}
-
-// Batch is a batch of packed sequences, each slice flat [BatchSize·SeqLen].
-type Batch struct {
-	BatchSize, SeqLen int
-	Tokens            []int32
-	// LossMask weighs the prediction of Tokens[t+1] at position t (already
-	// shifted); the last position of each row must be 0.
-	LossMask   []float32
-	SegmentIDs []int32 // attention never crosses segments (padding: −1)
-	// Positions are RoPE positions; nil means each token's index inside its
-	// segment (restarting at every document; 0 for padding).
-	Positions []int32
-}
-
-// positions returns b's RoPE positions, deriving them when absent.
-func (b Batch) positions() []int32 {
-	if b.Positions != nil {
-		return b.Positions
-	}
-	p := make([]int32, len(b.SegmentIDs))
-	for i, seg := range b.SegmentIDs {
-		if seg >= 0 && i%b.SeqLen > 0 && b.SegmentIDs[i-1] == seg {
-			p[i] = p[i-1] + 1
-		}
-	}
-	return p
-}
-
-func (b Batch) check(vocab int) error {
-	n := b.BatchSize * b.SeqLen
-	if b.BatchSize <= 0 || b.SeqLen <= 0 {
-		return fmt.Errorf("batch: empty (%d×%d)", b.BatchSize, b.SeqLen)
-	}
-	if len(b.Tokens) != n || len(b.LossMask) != n || len(b.SegmentIDs) != n || (b.Positions != nil && len(b.Positions) != n) {
-		return fmt.Errorf("batch: tokens, loss mask, segment ids and positions must all hold %d×%d values", b.BatchSize, b.SeqLen)
-	}
-	for i, t := range b.Tokens {
-		if t < 0 || int(t) >= vocab {
-			return fmt.Errorf("batch: token %d at %d outside the vocabulary (%d)", t, i, vocab)
-		}
-	}
-	for i, w := range b.LossMask {
-		if w == 0 {
-			continue
-		}
-		r, t := i/b.SeqLen, i%b.SeqLen
-		if !(w > 0) || math.IsInf(float64(w), 0) {
-			return fmt.Errorf("batch: loss weight %v at row %d position %d", w, r, t)
-		}
-		if t == b.SeqLen-1 {
-			return fmt.Errorf("batch: row %d: the loss mask of the last position must be 0 (it has no next token)", r)
-		}
-		if s := b.SegmentIDs[i]; s < 0 || s != b.SegmentIDs[i+1] {
-			return fmt.Errorf("batch: loss mask set at row %d position %d whose next token is in another segment; targets must not cross documents", r, t)
-		}
-	}
-	return nil
-}
-
-// Model is a Llama model on a GoMLX engine with its AdamW state. Its
-// methods are safe for one goroutine at a time (a mutex serialises them).
+// Model is a Llama model on a GoMLX engine with its AdamW state; it is
+// backends/train's Engine on GoMLX. Its methods are safe for one goroutine
+// at a time (a mutex serialises them).
 type Model struct {
 	mu      sync.Mutex
-	cfg     Config
+	cfg     llama.Config // normalized; exports write it back (its Extra keys too)
 	opts    Options
 	backend gobackends.Backend
-	specs   []ParamSpec
-	invFreq []float64
-	cd      dtypes.DType
-	// rawConfig is config.json as given (or as Config.JSON renders it),
-	// written back verbatim by exports so every backend's agree.
-	rawConfig []byte
+	// specs are the parameters in llama.Params' order and naming.
+	specs []paramSpec
+	// rope holds the cpu engine's float32 cos/sin tables (llama.RopeTable),
+	// grown to the positions used, so both engines rotate identically.
+	rope *llama.RopeTable
+	cd   dtypes.DType
 
 	// dev holds one copy of the training state per device used; training
 	// runs data-parallel over them (SPMD, gradients summed by AllReduce),
@@ -112,13 +40,24 @@ type Model struct {
 	mesh  *distributed.DeviceMesh // nil on one device
 	steps int                     // optimizer steps applied
 
-	optim Optim
+	adamw optim.AdamWConfig
+	// zLoss adds zLoss·logsumexp² per trained token to the objective
+	// (Levanter's z_loss_weight); 0: none.
+	zLoss float64
 	// Run on every device: the fused step, and gradient accumulation's
 	// three graphs.
 	stepExec, gradAccExec, accExec, applyExec *Exec
 	// Run on device 0.
 	gradExec, logitsX, evalX *Exec
 	closed                   bool
+}
+
+// paramSpec is one tensor of llama.Params: its HF name and row-major shape,
+// and whether AdamW decays it (optim.LevanterWeightDecay).
+type paramSpec struct {
+	name  string
+	shape []int
+	decay bool
 }
 
 // replica is one device's training state, in specs order.
@@ -131,9 +70,10 @@ func (r *replica) all() []*tensors.Tensor {
 	return append(append(append([]*tensors.Tensor(nil), r.params...), r.m...), r.v...)
 }
 
-// New places a model with the given weights (HF names, row-major float32)
-// on the engine chosen by opts.
-func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error) {
+// New places a model with params' weights on the engine chosen by opts.
+// The optimizer starts at optim.DefaultAdamW without z-loss (SetAdamW).
+func New(params *llama.Params, opts Options) (*Model, error) {
+	cfg := params.Config.Normalized()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -141,11 +81,7 @@ func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := cfg.JSON()
-	if err != nil {
-		return nil, err
-	}
-	m := &Model{cfg: cfg, opts: opts, backend: b, specs: cfg.Params(), invFreq: cfg.InvFreq(), cd: dtypes.Float32, optim: DefaultOptim(), rawConfig: raw}
+	m := &Model{cfg: cfg, opts: opts, backend: b, rope: llama.NewRopeTable(cfg, 0), cd: dtypes.Float32, adamw: optim.DefaultAdamW()}
 	if opts.bf16() {
 		m.cd = dtypes.BFloat16
 	}
@@ -161,19 +97,16 @@ func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error)
 			return nil, fmt.Errorf("gomlx: device mesh: %w", err)
 		}
 	}
-	for _, s := range m.specs {
-		w, ok := weights[s.Name]
-		if !ok {
-			return nil, fmt.Errorf("gomlx: weights lack %s", s.Name)
+	for _, t := range params.Tensors() {
+		if len(t.Data) != t.Size() {
+			return nil, fmt.Errorf("gomlx: %s has %d values, want %v", t.Name, len(t.Data), t.Shape)
 		}
-		if len(w) != size(s.Shape) {
-			return nil, fmt.Errorf("gomlx: %s has %d values, want %v", s.Name, len(w), s.Shape)
-		}
+		m.specs = append(m.specs, paramSpec{name: t.Name, shape: t.Shape, decay: optim.LevanterWeightDecay(t.Name)})
 	}
 	for range ndev {
 		r := &replica{}
-		for _, s := range m.specs {
-			r.params = append(r.params, tensors.FromFlatDataAndDimensions(append([]float32(nil), weights[s.Name]...), s.Shape...))
+		for _, t := range params.Tensors() {
+			r.params = append(r.params, tensors.FromFlatDataAndDimensions(append([]float32(nil), t.Data...), t.Shape...))
 		}
 		m.dev = append(m.dev, r)
 	}
@@ -183,46 +116,6 @@ func New(cfg Config, weights map[string][]float32, opts Options) (*Model, error)
 // Devices returns how many devices the model trains on.
 func (m *Model) Devices() int { return len(m.dev) }
 
-// NewFromJSON is New for a config.json's content, which exports keep as given.
-func NewFromJSON(configJSON []byte, weights map[string][]float32, opts Options) (*Model, error) {
-	cfg, err := ParseConfig(configJSON)
-	if err != nil {
-		return nil, err
-	}
-	m, err := New(cfg, weights, opts)
-	if err != nil {
-		return nil, err
-	}
-	m.rawConfig = append([]byte(nil), configJSON...)
-	return m, nil
-}
-
-// InitWeights returns from-scratch weights: N(0, 0.02) matrices (HF's
-// initializer_range), unit norms, zero biases, from a seeded PCG stream.
-func InitWeights(cfg Config, seed uint64) map[string][]float32 {
-	rng := rand.New(rand.NewPCG(seed, 0x6d6172696e))
-	out := map[string][]float32{}
-	for _, s := range cfg.Params() {
-		w := make([]float32, size(s.Shape))
-		switch {
-		case len(s.Shape) == 2:
-			for i := range w {
-				w[i] = float32(rng.NormFloat64() * 0.02)
-			}
-		case isNorm(s.Name):
-			for i := range w {
-				w[i] = 1
-			}
-		}
-		out[s.Name] = w
-	}
-	return out
-}
-
-func isNorm(name string) bool {
-	return len(name) > len("norm.weight") && name[len(name)-len("norm.weight"):] == "norm.weight"
-}
-
 func size(shape []int) int {
 	n := 1
 	for _, d := range shape {
@@ -231,24 +124,23 @@ func size(shape []int) int {
 	return n
 }
 
-// Config returns the model's config.
-func (m *Model) Config() Config { return m.cfg }
+// Config returns the model's (normalized) config.
+func (m *Model) Config() llama.Config { return m.cfg }
 
 // Steps returns how many optimizer steps were applied.
 func (m *Model) Steps() int { m.mu.Lock(); defer m.mu.Unlock(); return m.steps }
 
-// SetOptim sets AdamW's hyper-parameters for the following steps.
-func (m *Model) SetOptim(o Optim) {
+// SetAdamW sets AdamW's hyper-parameters and the z-loss weight for the
+// following steps.
+func (m *Model) SetAdamW(c optim.AdamWConfig, zLossWeight float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if o != m.optim {
-		m.optim = o
+	if c != m.adamw || zLossWeight != m.zLoss {
+		m.adamw, m.zLoss = c, zLossWeight
 		// The graphs bake the hyper-parameters in.
 		m.stepExec, m.gradAccExec, m.applyExec, m.gradExec, m.evalX = nil, nil, nil, nil, nil
 	}
 }
-
-func (m *Model) optimNow() Optim { m.mu.Lock(); defer m.mu.Unlock(); return m.optim }
 
 // Close releases the model's device memory.
 func (m *Model) Close() error {
@@ -273,38 +165,66 @@ func (m *Model) Close() error {
 	})
 }
 
-// batchInputs converts a batch to the graph's six inputs.
-func (m *Model) batchInputs(b Batch) []any {
-	B, S := b.BatchSize, b.SeqLen
-	targets := make([]int32, B*S)
+// batchInputs checks b against the model and converts it to the graph's
+// six inputs. RoPE's cos/sin come from the shared float32 tables.
+func (m *Model) batchInputs(b *llama.Batch) ([]any, error) {
+	if err := b.Validate(m.cfg); err != nil {
+		return nil, err
+	}
+	B, S := b.B, b.T
+	n := B * S
+	targets := make([]int32, n)
 	for r := range B {
 		for t := range S - 1 {
 			targets[r*S+t] = b.Tokens[r*S+t+1]
 		}
 	}
-	Dh := m.cfg.HeadDim
-	half := Dh / 2
-	cos := make([]float32, B*S*Dh)
-	sin := make([]float32, B*S*Dh)
-	positions := b.positions()
-	for i := range B * S {
-		pos := float64(positions[i])
-		for j, f := range m.invFreq {
-			// HF computes pos·inv_freq in float32; so do we, then cos/sin in float64.
-			a := float64(float32(pos) * float32(f))
-			c, s := float32(math.Cos(a)), float32(math.Sin(a))
-			cos[i*Dh+j], cos[i*Dh+half+j] = c, c
-			sin[i*Dh+j], sin[i*Dh+half+j] = -s, s
+	mask := make([]float32, n)
+	for i, v := range b.LossMask {
+		if v {
+			mask[i] = 1
 		}
 	}
+	segs := b.Segments
+	if segs == nil {
+		segs = make([]int32, n)
+	}
+	positions := b.DerivedPositions()
+	cos, sin, err := m.ropeInputs(positions)
+	if err != nil {
+		return nil, fmt.Errorf("batch: %w", err)
+	}
+	Dh := m.cfg.HeadDim
 	return []any{
 		tensors.FromFlatDataAndDimensions(append([]int32(nil), b.Tokens...), B, S),
 		tensors.FromFlatDataAndDimensions(targets, B, S),
-		tensors.FromFlatDataAndDimensions(append([]float32(nil), b.LossMask...), B, S),
-		tensors.FromFlatDataAndDimensions(append([]int32(nil), b.SegmentIDs...), B, S),
+		tensors.FromFlatDataAndDimensions(mask, B, S),
+		tensors.FromFlatDataAndDimensions(append([]int32(nil), segs...), B, S),
 		tensors.FromFlatDataAndDimensions(cos, B, S, Dh),
 		tensors.FromFlatDataAndDimensions(sin, B, S, Dh),
+	}, nil
+}
+
+// ropeInputs lays the shared RoPE tables out for the graph: per position,
+// cos with its halves repeated and sin with the first half negated
+// (rotate_half's sign), head_dim values each.
+func (m *Model) ropeInputs(positions []int32) (cos, sin []float32, err error) {
+	if err := m.rope.Check(positions); err != nil {
+		return nil, nil, err
 	}
+	half := m.rope.Half
+	Dh := 2 * half
+	cos = make([]float32, len(positions)*Dh)
+	sin = make([]float32, len(positions)*Dh)
+	for i, p := range positions {
+		c := m.rope.Cos[int(p)*half : int(p)*half+half]
+		s := m.rope.Sin[int(p)*half : int(p)*half+half]
+		for j := range half {
+			cos[i*Dh+j], cos[i*Dh+half+j] = c[j], c[j]
+			sin[i*Dh+j], sin[i*Dh+half+j] = -s[j], s[j]
+		}
+	}
+	return cos, sin, nil
 }
 
 const numBatchInputs = 6
@@ -316,9 +236,9 @@ func asBatch(in []*Node) batchNodes {
 func (m *Model) graphOf(params []*Node) *modelGraph {
 	named := make(map[string]*Node, len(params))
 	for i, s := range m.specs {
-		named[s.Name] = params[i]
+		named[s.name] = params[i]
 	}
-	return &modelGraph{cfg: m.cfg, params: named, cd: m.cd, zLoss: m.optim.ZLossWeight}
+	return &modelGraph{cfg: m.cfg, params: named, cd: m.cd, zLoss: m.zLoss}
 }
 
 // gradsGraph returns the objective's sum, the cross-entropy's sum, Σ mask
@@ -330,7 +250,7 @@ func (m *Model) gradsGraph(params []*Node, b batchNodes) (obj, ce, count *Node, 
 
 // applyGraph is the AdamW update of grads (sums over count tokens).
 func (m *Model) applyGraph(params, mom, vel, grads []*Node, count, lr, bc1, bc2 *Node) (newP, newM, newV []*Node, norm *Node) {
-	o := m.optim
+	o := m.adamw
 	g0 := count.Graph()
 	inv := Inverse(Max(count, ScalarOne(g0, dtypes.Float32)))
 	gs := make([]*Node, len(grads))
@@ -358,8 +278,8 @@ func (m *Model) applyGraph(params, mom, vel, grads []*Node, count, lr, bc1, bc2 
 		vi := Add(MulScalar(vel[i], o.Beta2), MulScalar(Square(g), 1-o.Beta2))
 		mhat := Div(mi, bc1)
 		vhat := Div(vi, bc2)
-		u := Div(mhat, AddScalar(Sqrt(vhat), o.Eps))
-		if m.specs[i].Decay && o.WeightDecay != 0 {
+		u := Div(mhat, AddScalar(Sqrt(vhat), o.Epsilon))
+		if m.specs[i].decay && o.WeightDecay != 0 {
 			u = Add(u, MulScalar(params[i], o.WeightDecay))
 		}
 		newP = append(newP, Sub(params[i], Mul(u, lr)))
@@ -409,71 +329,61 @@ func (m *Model) reducedApply(g *Graph, params, mom, vel, grads []*Node, obj, cou
 }
 
 // split divides b's rows among the devices.
-func (m *Model) split(b Batch) ([]Batch, error) {
+func (m *Model) split(b *llama.Batch) ([]*llama.Batch, error) {
 	n := len(m.dev)
 	if n == 1 {
-		return []Batch{b}, nil
+		return []*llama.Batch{b}, nil
 	}
-	if b.BatchSize%n != 0 {
-		return nil, fmt.Errorf("gomlx: batch of %d rows does not split over %d devices (use a multiple, or resources.num_devices)", b.BatchSize, n)
+	if b.B%n != 0 {
+		return nil, fmt.Errorf("gomlx: batch of %d rows does not split over %d devices (use a multiple, or resources.num_devices)", b.B, n)
 	}
-	rows := b.BatchSize / n
-	var out []Batch
-	for d := range n {
-		lo, hi := d*rows*b.SeqLen, (d+1)*rows*b.SeqLen
-		p := Batch{BatchSize: rows, SeqLen: b.SeqLen, Tokens: b.Tokens[lo:hi], LossMask: b.LossMask[lo:hi], SegmentIDs: b.SegmentIDs[lo:hi]}
-		if b.Positions != nil {
-			p.Positions = b.Positions[lo:hi]
-		}
-		out = append(out, p)
+	rows := b.B / n
+	out := make([]*llama.Batch, n)
+	for d := range out {
+		out[d] = b.Rows(d*rows, rows)
 	}
 	return out, nil
 }
 
-// StepResult reports one optimizer step.
-type StepResult struct {
-	Loss      float64 // masked mean next-token cross-entropy before the update
-	Objective float64 // the mean of what was minimised: cross-entropy plus z-loss
-	GradNorm  float64 // global gradient norm before clipping
-	Tokens    float64 // loss-mask weight in the batch
-	// LossSum and ZLossSum are the sums behind Loss and Objective
-	// (Objective = (LossSum+ZLossSum)/Tokens), for exact accumulation.
-	LossSum, ZLossSum float64
-}
-
-// TrainStep applies one AdamW step on the mean loss over all micro-batches
-// (gradient accumulation when there are several) at learning rate lr.
-func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...Batch) (StepResult, error) {
+// TrainStep applies one AdamW step at learning rate lr on the mean
+// objective over the trained tokens of all micro-batches (gradient
+// accumulation when there are several). The loss sums are the
+// micro-batches' before the update.
+func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...*llama.Batch) (llama.LossResult, optim.StepInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	info := optim.StepInfo{LR: lr}
 	if m.closed {
-		return StepResult{}, errClosed
+		return llama.LossResult{}, info, errClosed
 	}
 	if len(micro) == 0 {
-		return StepResult{}, errors.New("gomlx: train step without a batch")
+		return llama.LossResult{}, info, errors.New("gomlx: train step without a batch")
 	}
+	var inputs [][][]any // [micro-batch][device] graph inputs
 	for _, b := range micro {
-		if err := b.check(m.cfg.VocabSize); err != nil {
-			return StepResult{}, err
+		parts, err := m.split(b)
+		if err != nil {
+			return llama.LossResult{}, info, err
 		}
+		var in [][]any
+		for _, p := range parts {
+			x, err := m.batchInputs(p)
+			if err != nil {
+				return llama.LossResult{}, info, err
+			}
+			in = append(in, x)
+		}
+		inputs = append(inputs, in)
 	}
 	if err := ctx.Err(); err != nil {
-		return StepResult{}, err
+		return llama.LossResult{}, info, err
 	}
 	P := len(m.specs)
-	var parts [][]Batch // [micro-batch][device]
-	for _, b := range micro {
-		p, err := m.split(b)
-		if err != nil {
-			return StepResult{}, err
-		}
-		parts = append(parts, p)
-	}
 	for _, r := range m.dev {
 		if r.m == nil {
 			for _, s := range m.specs {
-				r.m = append(r.m, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
-				r.v = append(r.v, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
+				r.m = append(r.m, tensors.FromShape(shapes.Make(dtypes.Float32, s.shape...)))
+				r.v = append(r.v, tensors.FromShape(shapes.Make(dtypes.Float32, s.shape...)))
 			}
 		}
 	}
@@ -481,22 +391,22 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...Batch) (Step
 	scalars := func() []any { // a fresh set per device
 		return []any{
 			tensors.FromValue(float32(lr)),
-			tensors.FromValue(float32(1 - math.Pow(m.optim.Beta1, t))),
-			tensors.FromValue(float32(1 - math.Pow(m.optim.Beta2, t))),
+			tensors.FromValue(float32(1 - math.Pow(m.adamw.Beta1, t))),
+			tensors.FromValue(float32(1 - math.Pow(m.adamw.Beta2, t))),
 		}
 	}
 	var outs []*tensors.Tensor // device-major: per device 3P+4
 	err := try(func() error {
 		var err error
 		if len(micro) == 1 {
-			outs, err = m.fusedStep(parts[0], scalars)
+			outs, err = m.fusedStep(inputs[0], scalars)
 		} else {
-			outs, err = m.accumulatedStep(ctx, parts, scalars)
+			outs, err = m.accumulatedStep(ctx, inputs, scalars)
 		}
 		return err
 	})
 	if err != nil {
-		return StepResult{}, fmt.Errorf("gomlx: train step %d: %w", m.steps+1, err)
+		return llama.LossResult{}, info, fmt.Errorf("gomlx: train step %d: %w", m.steps+1, err)
 	}
 	per := 3*P + 4
 	for d, r := range m.dev {
@@ -509,16 +419,17 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...Batch) (Step
 		}
 	}
 	m.steps++
-	var res StepResult
+	var res llama.LossResult
 	err = try(func() error {
 		obj := float64(tensors.ToScalar[float32](outs[3*P]))
 		cnt := float64(tensors.ToScalar[float32](outs[3*P+1]))
 		ce := float64(tensors.ToScalar[float32](outs[3*P+3]))
-		res = StepResult{Loss: ce / math.Max(cnt, 1), Objective: obj / math.Max(cnt, 1), Tokens: cnt,
-			GradNorm: float64(tensors.ToScalar[float32](outs[3*P+2])), LossSum: ce, ZLossSum: obj - ce}
+		res = llama.LossResult{Loss: ce, ZLoss: obj - ce, Count: int(cnt)}
+		info.GradNorm = float64(tensors.ToScalar[float32](outs[3*P+2]))
 		return nil
 	})
-	return res, err
+	info.Clipped = m.adamw.MaxGradNorm > 0 && !(info.GradNorm < m.adamw.MaxGradNorm)
+	return res, info, err
 }
 
 // donatedState returns device d's params, m and v donated to the next execution.
@@ -534,9 +445,9 @@ func (m *Model) donatedState(d int) ([]any, error) {
 	return out, nil
 }
 
-// fusedStep runs gradients and the update as one graph; parts holds each
-// device's rows.
-func (m *Model) fusedStep(parts []Batch, scalars func() []any) ([]*tensors.Tensor, error) {
+// fusedStep runs gradients and the update as one graph; inputs holds each
+// device's batch inputs.
+func (m *Model) fusedStep(inputs [][]any, scalars func() []any) ([]*tensors.Tensor, error) {
 	P := len(m.specs)
 	if m.stepExec == nil {
 		e, err := m.exec("train_step", true, func(g *Graph, in []*Node) []*Node {
@@ -557,14 +468,14 @@ func (m *Model) fusedStep(parts []Batch, scalars func() []any) ([]*tensors.Tenso
 		if err != nil {
 			return nil, err
 		}
-		args = append(append(append(args, st...), m.batchInputs(parts[d])...), scalars()...)
+		args = append(append(append(args, st...), inputs[d]...), scalars()...)
 	}
 	return m.stepExec.Exec(args...)
 }
 
 // accumulatedStep sums gradients over micro-batches on each device, then
-// sums over devices and applies the update. parts is [micro-batch][device].
-func (m *Model) accumulatedStep(ctx context.Context, parts [][]Batch, scalars func() []any) ([]*tensors.Tensor, error) {
+// sums over devices and applies the update. inputs is [micro-batch][device].
+func (m *Model) accumulatedStep(ctx context.Context, inputs [][][]any, scalars func() []any) ([]*tensors.Tensor, error) {
 	P := len(m.specs)
 	if m.gradAccExec == nil {
 		e, err := m.exec("grads", true, func(g *Graph, in []*Node) []*Node {
@@ -604,7 +515,7 @@ func (m *Model) accumulatedStep(ctx context.Context, parts [][]Batch, scalars fu
 	n := len(m.dev)
 	per := P + 3
 	var acc []*tensors.Tensor // device-major: grads..., objective, count, cross-entropy
-	for _, devParts := range parts {
+	for _, devInputs := range inputs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -613,7 +524,7 @@ func (m *Model) accumulatedStep(ctx context.Context, parts [][]Batch, scalars fu
 			for _, p := range r.params {
 				args = append(args, p)
 			}
-			args = append(args, m.batchInputs(devParts[d])...)
+			args = append(args, devInputs[d]...)
 		}
 		out, err := m.gradAccExec.Exec(args...)
 		if err != nil {
@@ -656,21 +567,29 @@ func (m *Model) accumulatedStep(ctx context.Context, parts [][]Batch, scalars fu
 	return m.applyExec.Exec(args...)
 }
 
-// LossAndGrads returns the batch's masked mean loss and its gradient with
-// respect to every parameter (HF names), without changing the model.
-func (m *Model) LossAndGrads(ctx context.Context, b Batch) (float64, map[string][]float32, error) {
+// Grads returns b's loss sums and the gradient of the objective's mean
+// over b's trained tokens (cross-entropy plus z-loss; the gradient a step
+// on b alone would clip and apply), changing nothing.
+func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, *llama.Params, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return 0, nil, errClosed
+		return llama.LossResult{}, nil, errClosed
 	}
-	if err := b.check(m.cfg.VocabSize); err != nil {
-		return 0, nil, err
+	in, err := m.batchInputs(b)
+	if err != nil {
+		return llama.LossResult{}, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return llama.LossResult{}, nil, err
+	}
+	grads, err := llama.NewParams(m.cfg)
+	if err != nil {
+		return llama.LossResult{}, nil, err
 	}
 	P := len(m.specs)
-	var loss float64
-	grads := map[string][]float32{}
-	err := try(func() error {
+	var res llama.LossResult
+	err = try(func() error {
 		if m.gradExec == nil {
 			e, err := m.exec("grads", false, func(g *Graph, in []*Node) []*Node {
 				obj, ce, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
@@ -681,122 +600,165 @@ func (m *Model) LossAndGrads(ctx context.Context, b Batch) (float64, map[string]
 			}
 			m.gradExec = e
 		}
-		args := make([]any, 0, P+numBatchInputs)
-		for _, p := range m.dev[0].params {
-			args = append(args, p)
-		}
-		out, err := m.gradExec.Exec(append(args, m.batchInputs(b)...)...)
+		out, err := m.gradExec.Exec(append(m.paramArgs(), in...)...)
 		if err != nil {
 			return err
 		}
-		sum, cnt := float64(tensors.ToScalar[float32](out[P])), float64(tensors.ToScalar[float32](out[P+1]))
-		cnt = math.Max(cnt, 1)
-		loss = sum / cnt
-		for i, s := range m.specs {
+		defer finalize(out)
+		obj, cnt, ce := scalar(out[P]), scalar(out[P+1]), scalar(out[P+2])
+		res = llama.LossResult{Loss: ce, ZLoss: obj - ce, Count: int(cnt)}
+		inv := 1 / math.Max(cnt, 1)
+		for i, t := range grads.Tensors() {
 			g, err := tensors.CopyFlatData[float32](out[i])
 			if err != nil {
 				return err
 			}
-			for j := range g {
-				g[j] = float32(float64(g[j]) / cnt)
+			for j, v := range g {
+				t.Data[j] = float32(float64(v) * inv)
 			}
-			grads[s.Name] = g
-		}
-		for _, t := range out {
-			t.FinalizeAll()
 		}
 		return nil
 	})
-	return loss, grads, err
+	if err != nil {
+		return llama.LossResult{}, nil, err
+	}
+	return res, grads, nil
 }
 
-// Weights copies the float32 master weights to the host.
-func (m *Model) Weights() (map[string][]float32, error) {
+// paramArgs returns device 0's weights as execution arguments.
+func (m *Model) paramArgs() []any {
+	args := make([]any, 0, len(m.specs)+numBatchInputs)
+	for _, p := range m.dev[0].params {
+		args = append(args, p)
+	}
+	return args
+}
+
+func scalar(t *tensors.Tensor) float64 { return float64(tensors.ToScalar[float32](t)) }
+
+func finalize(ts []*tensors.Tensor) {
+	for _, t := range ts {
+		t.FinalizeAll()
+	}
+}
+
+// Params copies the float32 master weights into llama.Params (for
+// checkpoints and exports).
+func (m *Model) Params() (*llama.Params, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.copyOut(m.dev[0].params)
-}
-
-func (m *Model) copyOut(ts []*tensors.Tensor) (map[string][]float32, error) {
 	if m.closed {
 		return nil, errClosed
 	}
-	out := map[string][]float32{}
-	err := try(func() error {
-		for i, s := range m.specs {
+	p, err := llama.NewParams(m.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p, m.copyOut(m.dev[0].params, p.Tensors())
+}
+
+// copyOut copies device tensors into host tensors of the same order.
+func (m *Model) copyOut(ts []*tensors.Tensor, dst []*llama.Tensor) error {
+	return try(func() error {
+		for i, t := range dst {
 			d, err := tensors.CopyFlatData[float32](ts[i])
 			if err != nil {
 				return err
 			}
-			out[s.Name] = d
+			copy(t.Data, d)
 		}
 		return nil
 	})
-	return out, err
 }
 
-// OptimizerState returns Adam's moments (nil before the first step) and the step count.
-func (m *Model) OptimizerState() (mom, vel map[string][]float32, steps int, err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.dev[0]
-	if r.m == nil {
-		return nil, nil, m.steps, nil
-	}
-	if mom, err = m.copyOut(r.m); err != nil {
-		return nil, nil, 0, err
-	}
-	vel, err = m.copyOut(r.v)
-	return mom, vel, m.steps, err
-}
-
-// SetOptimizerState restores Adam's moments and step count (a checkpoint).
-func (m *Model) SetOptimizerState(mom, vel map[string][]float32, steps int) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, s := range m.specs {
-		if mom != nil && (len(mom[s.Name]) != size(s.Shape) || len(vel[s.Name]) != size(s.Shape)) {
-			return fmt.Errorf("gomlx: optimizer state for %s: want %v values", s.Name, s.Shape)
-		}
-	}
-	for _, r := range m.dev {
-		for _, t := range append(r.m, r.v...) {
-			t.FinalizeAll()
-		}
-		r.m, r.v = nil, nil
-		if mom == nil {
-			continue
-		}
-		for _, s := range m.specs {
-			r.m = append(r.m, tensors.FromFlatDataAndDimensions(append([]float32(nil), mom[s.Name]...), s.Shape...))
-			r.v = append(r.v, tensors.FromFlatDataAndDimensions(append([]float32(nil), vel[s.Name]...), s.Shape...))
-		}
-	}
-	m.steps = steps
-	return nil
-}
-
-// EvalResult is a loss over a batch as sums (see StepResult).
-type EvalResult struct {
-	LossSum, ZLossSum, Tokens float64
-}
-
-// Eval returns the batch's loss sums without gradients (evaluation).
-func (m *Model) Eval(ctx context.Context, b Batch) (EvalResult, error) {
+// OptimizerState returns AdamW's state in backends/model/optim's form,
+// tensors in llama.Params' order (nil before the first update).
+func (m *Model) OptimizerState() (*optim.State, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return EvalResult{}, errClosed
+		return nil, errClosed
 	}
-	if err := b.check(m.cfg.VocabSize); err != nil {
-		return EvalResult{}, err
+	r := m.dev[0]
+	if r.m == nil {
+		return nil, nil
+	}
+	st := &optim.State{Step: int64(m.steps)}
+	for i, s := range m.specs {
+		st.Names = append(st.Names, s.name)
+		var mi, vi []float32
+		err := try(func() error {
+			var err error
+			if mi, err = tensors.CopyFlatData[float32](r.m[i]); err != nil {
+				return err
+			}
+			vi, err = tensors.CopyFlatData[float32](r.v[i])
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		st.M, st.V = append(st.M, mi), append(st.V, vi)
+	}
+	return st, nil
+}
+
+// LoadOptimizerState restores AdamW's state (a resumed checkpoint of
+// either engine); nil resets it.
+func (m *Model) LoadOptimizerState(st *optim.State) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	if st != nil {
+		if len(st.Names) != len(m.specs) || len(st.M) != len(m.specs) || len(st.V) != len(m.specs) {
+			return fmt.Errorf("gomlx: optimizer state holds %d tensors, the model has %d", len(st.Names), len(m.specs))
+		}
+		if st.Step < 0 {
+			return fmt.Errorf("gomlx: optimizer state at negative step %d", st.Step)
+		}
+		for i, s := range m.specs {
+			if st.Names[i] != s.name || len(st.M[i]) != size(s.shape) || len(st.V[i]) != size(s.shape) {
+				return fmt.Errorf("gomlx: optimizer state tensor %d is %s with %d/%d values, the model's is %s %v", i, st.Names[i], len(st.M[i]), len(st.V[i]), s.name, s.shape)
+			}
+		}
+	}
+	for _, r := range m.dev {
+		finalize(append(r.m, r.v...))
+		r.m, r.v = nil, nil
+		if st == nil {
+			continue
+		}
+		for i, s := range m.specs {
+			r.m = append(r.m, tensors.FromFlatDataAndDimensions(append([]float32(nil), st.M[i]...), s.shape...))
+			r.v = append(r.v, tensors.FromFlatDataAndDimensions(append([]float32(nil), st.V[i]...), s.shape...))
+		}
+	}
+	m.steps = 0
+	if st != nil {
+		m.steps = int(st.Step)
+	}
+	return nil
+}
+
+// Eval returns b's loss sums without gradients (evaluation).
+func (m *Model) Eval(ctx context.Context, b *llama.Batch) (llama.LossResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return llama.LossResult{}, errClosed
+	}
+	in, err := m.batchInputs(b)
+	if err != nil {
+		return llama.LossResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return EvalResult{}, err
+		return llama.LossResult{}, err
 	}
 	P := len(m.specs)
-	var res EvalResult
-	err := try(func() error {
+	var res llama.LossResult
+	err = try(func() error {
 		if m.evalX == nil {
 			e, err := m.exec("eval", false, func(g *Graph, in []*Node) []*Node {
 				obj, ce, count := m.graphOf(in[:P]).lossSum(asBatch(in[P:]))
@@ -807,19 +769,13 @@ func (m *Model) Eval(ctx context.Context, b Batch) (EvalResult, error) {
 			}
 			m.evalX = e
 		}
-		args := make([]any, 0, P+numBatchInputs)
-		for _, p := range m.dev[0].params {
-			args = append(args, p)
-		}
-		out, err := m.evalX.Exec(append(args, m.batchInputs(b)...)...)
+		out, err := m.evalX.Exec(append(m.paramArgs(), in...)...)
 		if err != nil {
 			return err
 		}
-		obj, ce := float64(tensors.ToScalar[float32](out[0])), float64(tensors.ToScalar[float32](out[1]))
-		res = EvalResult{LossSum: ce, ZLossSum: obj - ce, Tokens: float64(tensors.ToScalar[float32](out[2]))}
-		for _, t := range out {
-			t.FinalizeAll()
-		}
+		defer finalize(out)
+		obj, ce := scalar(out[0]), scalar(out[1])
+		res = llama.LossResult{Loss: ce, ZLoss: obj - ce, Count: int(scalar(out[2]))}
 		return nil
 	})
 	return res, err

@@ -21,11 +21,14 @@ type Engine interface {
 	// Eval returns b's loss without gradients (sums).
 	Eval(ctx context.Context, b *llama.Batch) (llama.LossResult, error)
 	// Params returns the current weights (for checkpoints and exports).
-	Params(cfg llama.Config) (*llama.Params, error)
+	Params() (*llama.Params, error)
 	// OptimizerState returns AdamW's state (nil before the first update).
 	OptimizerState() (*optim.State, error)
 	// LoadOptimizerState restores AdamW's state when resuming.
 	LoadOptimizerState(*optim.State) error
+	// Close releases what the engine holds (device memory); the engine is
+	// not used after it.
+	Close() error
 	// PeakFLOPS is the FLOP/s of the hardware the engine runs on, the
 	// figure MFU is reported against (0: unknown, no MFU).
 	PeakFLOPS() float64

@@ -180,9 +180,7 @@ func (j *Job) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c, ok := eng.(interface{ Close() }); ok {
-		defer c.Close()
-	}
+	defer eng.Close()
 	if ck != nil && ck.Optimizer != nil {
 		if err := eng.LoadOptimizerState(ck.Optimizer); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", ck.Dir, err)
@@ -305,7 +303,7 @@ func (j *Job) Run(ctx context.Context) error {
 		temporary := !permanent && mins > 0 && time.Since(lastCkpt) >= time.Duration(mins*float64(time.Minute))
 		if permanent || temporary {
 			dir := filepath.Join(ckRoot, weights.StepName(done))
-			p, err := eng.Params(mcfg)
+			p, err := eng.Params()
 			if err != nil {
 				return err
 			}
@@ -325,7 +323,7 @@ func (j *Job) Run(ctx context.Context) error {
 		if last || (cfg.StepsPerHFExport > 0 && done%cfg.StepsPerHFExport == 0) {
 			dir := filepath.Join(j.Out, "hf", weights.StepName(done))
 			exportOpts.Extra = map[string][]byte{generate.MarinInfoName: tok.marinInfo(data, done)}
-			p, err := eng.Params(mcfg)
+			p, err := eng.Params()
 			if err != nil {
 				return err
 			}

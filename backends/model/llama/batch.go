@@ -147,6 +147,23 @@ func (b *Batch) DerivedPositions() []int32 {
 	return pos
 }
 
+// Rows returns rows [r0, r0+n) of b as a batch sharing b's storage (a
+// micro-batch, or one device's share). Slices that are nil in b stay nil.
+func (b *Batch) Rows(r0, n int) *Batch {
+	lo, hi := r0*b.T, (r0+n)*b.T
+	part := func(x []int32) []int32 {
+		if x == nil {
+			return nil
+		}
+		return x[lo:hi:hi]
+	}
+	out := &Batch{B: n, T: b.T, Tokens: part(b.Tokens), Segments: part(b.Segments), Positions: part(b.Positions)}
+	if b.LossMask != nil {
+		out.LossMask = b.LossMask[lo:hi:hi]
+	}
+	return out
+}
+
 // CopyRows fills b (B rows of T tokens) with rows [r0, r0+b.B) of src, which
 // has the same T: a micro-batch of a larger batch.
 func (b *Batch) CopyRows(src *Batch, r0 int) {

@@ -123,28 +123,6 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(all)
 }
 
-// ForExport returns the normalized config with what transformers needs to
-// load a checkpoint filled in when absent: architectures
-// (LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM by model_type)
-// and torch_dtype "float32".
-func (c Config) ForExport() Config {
-	n := c.Normalized()
-	if len(n.Architectures) == 0 {
-		switch n.ModelType {
-		case "qwen2":
-			n.Architectures = []string{"Qwen2ForCausalLM"}
-		case "mistral":
-			n.Architectures = []string{"MistralForCausalLM"}
-		default:
-			n.Architectures = []string{"LlamaForCausalLM"}
-		}
-	}
-	if n.TorchDtype == "" {
-		n.TorchDtype = "float32"
-	}
-	return n
-}
-
 // RopeScaling is HF's rope_scaling object. RopeType "default" (or an absent
 // object) is plain RoPE, "linear" divides every frequency by Factor, and
 // "llama3" is Llama 3.1's wavelength-dependent scaling.
