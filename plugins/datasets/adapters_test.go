@@ -208,7 +208,7 @@ func TestAdapterGoldens(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := readOutput(t, out)
-			golden(t, c.name+".golden", got)
+			checkGolden(t, c.name+".golden", got)
 			if !strings.Contains(got, `"added":"2024-11-21T16:00:00Z"`) {
 				t.Error("rows do not carry the commit date as added")
 			}

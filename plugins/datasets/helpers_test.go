@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,11 +18,10 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/marin-go/marin/host/graph"
+	"github.com/marin-go/marin/plugins/golden"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/starlib"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // reporter records what an op reports.
 type reporter struct {
@@ -133,26 +131,10 @@ func readOutput(t testing.TB, out string) string {
 	return b.String()
 }
 
-// golden compares got with testdata/golden/name, or rewrites it.
-func golden(t *testing.T, name, got string) {
+// checkGolden compares got with testdata/golden/name (-update rewrites it).
+func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./plugins/datasets -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (rerun with -update and review the diff)\n--- got ---\n%s", path, got)
-	}
+	golden.Compare(t, filepath.Join("testdata", "golden", name), []byte(got))
 }
 
 func writeFile(t testing.TB, path string, data []byte) {

@@ -280,7 +280,7 @@ func TestDownloadThenTransform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "tulu-3-sft-mixture.golden", readOutput(t, out))
+	checkGolden(t, "tulu-3-sft-mixture.golden", readOutput(t, out))
 
 	// Storage URL outputs (object stores) go through a staging file.
 	mem := "mem://dl-test/raw"
@@ -291,7 +291,7 @@ func TestDownloadThenTransform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "tulu-3-sft-mixture.golden", readOutput(t, out2))
+	checkGolden(t, "tulu-3-sft-mixture.golden", readOutput(t, out2))
 }
 
 func TestDownloadErrors(t *testing.T) {

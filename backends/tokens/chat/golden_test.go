@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
+	"github.com/marin-go/marin/plugins/golden"
 )
 
 // Golden tests: every format on every test conversation with a real
@@ -188,16 +189,16 @@ func TestGolden(t *testing.T) {
 							if !reflect.DeepEqual(ids, want) {
 								t.Errorf("%s: ids differ from Hugging Face tokenizers on the rendered text\n ours %v\n  hf  %v", key, ids, want)
 							}
-						} else if oracle != nil && !*update {
+						} else if oracle != nil && !golden.Update() {
 							t.Errorf("%s: not in oracle_ids.json; rerun oracle_ids.js", key)
 						}
 					}
 				}
-				checkGolden(t, filepath.Join("testdata", "golden", gt.name+"."+fname+".golden"), b.String())
+				golden.Compare(t, filepath.Join("testdata", "golden", gt.name+"."+fname+".golden"), []byte(b.String()))
 			}
 		})
 	}
-	if *update {
+	if golden.Update() {
 		keys := make([]string, 0, len(rendered))
 		for k := range rendered {
 			keys = append(keys, k)
@@ -212,39 +213,6 @@ func TestGolden(t *testing.T) {
 		t.Error("testdata/golden/oracle_ids.json is missing")
 	} else {
 		t.Logf("%d conversations checked against the oracle's ids", checked)
-	}
-}
-
-func checkGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(gl) || i < len(wl); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Errorf("%s differs at line %d:\n got %s\nwant %s\n(run with -update if the change is intended)", path, i+1, g, w)
-				return
-			}
-		}
 	}
 }
 

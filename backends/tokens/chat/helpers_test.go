@@ -3,7 +3,6 @@ package chat
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 // fakeTok is a small deterministic tokenizer for tests that must not depend
 // on a real tokenizer.json: a token is a run of letters or digits with at
