@@ -10,6 +10,9 @@
 //     within one call and across runs (a partial file is kept as
 //     NAME.incomplete), and verifying the size and the sha256 (LFS) or git
 //     blob id (small files) the listing gave.
+//   - Fetch some top-level files of a repo at a revision into the shared
+//     cache ($MARIN_CACHE_DIR/hub/models--org--name/COMMIT), where every
+//     model and tokenizer download of marin lands and is found again.
 //
 // Requests are retried with exponential backoff on 429 (honouring
 // Retry-After), 5xx and broken connections. 401, 403 (gated repos) and 404

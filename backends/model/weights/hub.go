@@ -5,22 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/marin-go/marin/plugins/hfhub"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
-// CacheDirEnv overrides where hub files are kept (default: the user cache
-// directory, …/marin/hub), shared with the tokenize op.
-const CacheDirEnv = "MARIN_CACHE_DIR"
-
-var hubID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[A-Za-z0-9._/-]+)?$`)
-
 // IsHubID reports whether name reads as a hub id ("org/name" or
-// "org/name@revision") rather than a local path: it matches the id pattern
-// and no such local file exists.
+// "org/name@revision") rather than a local path: it has that form
+// (hfhub.IsRef) and no such local file exists.
 func IsHubID(name string) bool {
 	if strings.HasPrefix(name, "file://") || strings.HasPrefix(name, ".") || filepath.IsAbs(name) {
 		return false
@@ -28,7 +21,7 @@ func IsHubID(name string) bool {
 	if _, err := os.Stat(name); err == nil {
 		return false
 	}
-	return hubID.MatchString(name)
+	return hfhub.IsRef(name)
 }
 
 // Logf reports what a long operation does; nil is quiet.
@@ -55,74 +48,39 @@ func Resolve(ctx context.Context, name string, logf Logf) (string, error) {
 	return FetchHub(ctx, name, logf)
 }
 
-// FetchHub downloads a hub model (see Resolve) and returns its directory.
+// FetchHub downloads a hub model (see Resolve) into the hub cache
+// (hfhub.CacheRoot) and returns its directory.
 func FetchHub(ctx context.Context, name string, logf Logf) (string, error) {
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	id, rev, _ := strings.Cut(name, "@")
-	client, err := hfhub.New()
-	if err != nil {
-		return "", fmt.Errorf("model %q: %w", name, err)
-	}
-	repo := hfhub.Repo{Type: hfhub.Model, ID: id}
-	commit, err := client.ResolveRevision(ctx, repo, rev)
-	if err != nil {
-		return "", fmt.Errorf("model %q is not a local directory, and the hub says: %w", name, err)
-	}
-	files, err := client.ListFiles(ctx, repo, commit.SHA, "")
-	if err != nil {
-		return "", fmt.Errorf("model %q: %w", name, err)
-	}
-	root, err := CacheRoot()
-	if err != nil {
-		return "", fmt.Errorf("model %q: %w", name, err)
-	}
-	dir := filepath.Join(root, "models--"+strings.ReplaceAll(id, "/", "--"), commit.SHA)
-	want := map[string]bool{ConfigName: true, "generation_config.json": true}
+	want := map[string]bool{ConfigName: true, "generation_config.json": true, "model.safetensors.index.json": true}
 	for _, t := range TokenizerFiles {
 		want[t] = true
 	}
-	hasConfig, hasWeights := false, false
-	var picked []hfhub.File
-	for _, f := range files {
-		if strings.Contains(f.Path, "/") {
-			continue
-		}
-		if want[f.Path] || strings.HasSuffix(f.Path, ".safetensors") || f.Path == "model.safetensors.index.json" {
-			picked = append(picked, f)
-			hasConfig = hasConfig || f.Path == ConfigName
-			hasWeights = hasWeights || strings.HasSuffix(f.Path, ".safetensors")
-		}
+	snap, err := fetch(ctx, name, func(p string) bool { return want[p] || strings.HasSuffix(p, ".safetensors") }, logf)
+	if err != nil {
+		return "", fmt.Errorf("model %q is not a local directory; fetching it from the hub: %w", name, err)
 	}
-	if !hasConfig {
-		return "", fmt.Errorf("model %q: the hub repo has no config.json at commit %s", name, commit.SHA)
+	if !snap.Has(ConfigName) {
+		return "", fmt.Errorf("model %q: the hub repo has no config.json at commit %s", name, snap.Commit)
+	}
+	hasWeights := false
+	for _, f := range snap.Files {
+		hasWeights = hasWeights || strings.HasSuffix(f.Path, ".safetensors")
 	}
 	if !hasWeights {
-		return "", fmt.Errorf("model %q: the hub repo has no .safetensors weights at commit %s (PyTorch .bin files are not read)", name, commit.SHA)
+		return "", fmt.Errorf("model %q: the hub repo has no .safetensors weights at commit %s (PyTorch .bin files are not read)", name, snap.Commit)
 	}
-	for _, f := range picked {
-		res, err := client.Download(ctx, repo, commit.SHA, f, filepath.Join(dir, f.Path), nil)
-		if err != nil {
-			return "", fmt.Errorf("model %q: %w", name, err)
-		}
-		if !res.Skipped {
-			logf("downloaded %s of %s at %s (%d bytes)", f.Path, id, commit.SHA[:12], res.Bytes)
-		}
-	}
-	return dir, nil
+	return snap.Dir, nil
 }
 
-// CacheRoot is where hub files are kept.
-func CacheRoot() (string, error) {
-	if d := os.Getenv(CacheDirEnv); d != "" {
-		return filepath.Join(d, "hub"), nil
-	}
-	d, err := os.UserCacheDir()
+// fetch downloads the files keep selects of the hub model name
+// ("org/name[@revision]").
+func fetch(ctx context.Context, name string, keep func(string) bool, logf Logf) (hfhub.Snapshot, error) {
+	client, err := hfhub.New()
 	if err != nil {
-		return "", fmt.Errorf("no cache directory for hub files (set %s): %w", CacheDirEnv, err)
+		return hfhub.Snapshot{}, err
 	}
-	return filepath.Join(d, "marin", "hub"), nil
+	repo, rev := hfhub.ParseRef(name)
+	return client.Fetch(ctx, repo, rev, keep, logf)
 }
 
 // ResolveTokenizer returns the directory holding a tokenizer's files: the
@@ -150,48 +108,16 @@ func ResolveTokenizer(ctx context.Context, name string, logf Logf) (string, erro
 		}
 		return p, nil
 	}
-	if logf == nil {
-		logf = func(string, ...any) {}
+	tokenizerFile := map[string]bool{}
+	for _, t := range TokenizerFiles {
+		tokenizerFile[t] = true
 	}
-	id, rev, _ := strings.Cut(name, "@")
-	client, err := hfhub.New()
+	snap, err := fetch(ctx, name, func(p string) bool { return tokenizerFile[p] }, logf)
 	if err != nil {
-		return "", fmt.Errorf("tokenizer %q: %w", name, err)
+		return "", fmt.Errorf("tokenizer %q is not a local file; fetching it from the hub: %w", name, err)
 	}
-	repo := hfhub.Repo{Type: hfhub.Model, ID: id}
-	commit, err := client.ResolveRevision(ctx, repo, rev)
-	if err != nil {
-		return "", fmt.Errorf("tokenizer %q is not a local file, and the hub says: %w", name, err)
+	if !snap.Has("tokenizer.json") {
+		return "", fmt.Errorf("tokenizer %q: the hub repo has no tokenizer.json at commit %s", name, snap.Commit)
 	}
-	files, err := client.ListFiles(ctx, repo, commit.SHA, "")
-	if err != nil {
-		return "", fmt.Errorf("tokenizer %q: %w", name, err)
-	}
-	root, err := CacheRoot()
-	if err != nil {
-		return "", fmt.Errorf("tokenizer %q: %w", name, err)
-	}
-	dir := filepath.Join(root, "models--"+strings.ReplaceAll(id, "/", "--"), commit.SHA)
-	found := false
-	for _, f := range files {
-		keep := false
-		for _, t := range TokenizerFiles {
-			keep = keep || f.Path == t
-		}
-		if !keep {
-			continue
-		}
-		found = found || f.Path == "tokenizer.json"
-		res, err := client.Download(ctx, repo, commit.SHA, f, filepath.Join(dir, f.Path), nil)
-		if err != nil {
-			return "", fmt.Errorf("tokenizer %q: %w", name, err)
-		}
-		if !res.Skipped {
-			logf("downloaded %s of %s at %s", f.Path, id, commit.SHA[:12])
-		}
-	}
-	if !found {
-		return "", fmt.Errorf("tokenizer %q: the hub repo has no tokenizer.json at commit %s", name, commit.SHA)
-	}
-	return dir, nil
+	return snap.Dir, nil
 }

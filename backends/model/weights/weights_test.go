@@ -13,6 +13,7 @@ import (
 
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/safetensors"
+	"github.com/marin-go/marin/plugins/hfhub"
 	"github.com/marin-go/marin/plugins/hfhub/hubtest"
 )
 
@@ -220,7 +221,7 @@ func TestLoadFromTheHub(t *testing.T) {
 	defer hub.Close()
 	t.Setenv("HF_ENDPOINT", hub.URL())
 	t.Setenv("HF_TOKEN", "")
-	t.Setenv(CacheDirEnv, t.TempDir())
+	t.Setenv(hfhub.CacheDirEnv, t.TempDir())
 
 	got, err := Resolve(t.Context(), "org/tiny", nil)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/marin-go/marin/plugins/hfhub"
 	"github.com/marin-go/marin/plugins/hfhub/hubtest"
 )
 
@@ -26,7 +27,7 @@ func TestHubTokenizer(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("HF_ENDPOINT", hub.URL())
 	t.Setenv("HF_TOKEN", "")
-	t.Setenv(CacheDirEnv, cache)
+	t.Setenv(hfhub.CacheDirEnv, cache)
 
 	in, docs := testInput(t)
 	for _, name := range []string{"acme/tiny", "acme/tiny@main", "acme/tiny@" + commit[:7]} {
