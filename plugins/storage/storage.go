@@ -17,14 +17,11 @@ package storage
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -223,12 +220,47 @@ var (
 	bucketsMu sync.Mutex
 	buckets   = map[string]*blob.Bucket{}
 	memSeq    atomic.Int64
+	// interposer, when set, wraps every bucket (wrapped caches the
+	// results by root); see Interpose.
+	interposer func(scheme string, b *blob.Bucket) *blob.Bucket
+	wrapped    = map[string]*blob.Bucket{}
 )
 
-// bucketFor returns the cached bucket behind loc, opening it on first use.
+// Interpose makes every storage operation of this process, from now until
+// restore is called, go through wrap(scheme, bucket) instead of the bucket
+// itself. It exists for tests that inject faults under everything built on
+// storage (see plugins/storage/faultblob); production code never calls it.
+// Only one interposer is active at a time; a second call replaces the first.
+func Interpose(wrap func(scheme string, b *blob.Bucket) *blob.Bucket) (restore func()) {
+	bucketsMu.Lock()
+	defer bucketsMu.Unlock()
+	interposer, wrapped = wrap, map[string]*blob.Bucket{}
+	return func() {
+		bucketsMu.Lock()
+		defer bucketsMu.Unlock()
+		interposer, wrapped = nil, map[string]*blob.Bucket{}
+	}
+}
+
+// bucketFor returns the cached bucket behind loc, opening it on first use,
+// as the installed interposer (see Interpose) sees it.
 func bucketFor(ctx context.Context, loc location) (*blob.Bucket, error) {
 	bucketsMu.Lock()
 	defer bucketsMu.Unlock()
+	b, err := rawBucketLocked(ctx, loc)
+	if err != nil || interposer == nil {
+		return b, err
+	}
+	if w, ok := wrapped[loc.root]; ok {
+		return w, nil
+	}
+	w := interposer(loc.scheme, b)
+	wrapped[loc.root] = w
+	return w, nil
+}
+
+// rawBucketLocked returns the driver's own bucket; bucketsMu is held.
+func rawBucketLocked(ctx context.Context, loc location) (*blob.Bucket, error) {
 	if b, ok := buckets[loc.root]; ok {
 		return b, nil
 	}
@@ -303,6 +335,7 @@ func DropMem(rawURL string) {
 	if b, ok := buckets[loc.root]; ok {
 		_ = b.Close()
 		delete(buckets, loc.root)
+		delete(wrapped, loc.root)
 	}
 }
 
@@ -343,21 +376,6 @@ func ReadAll(ctx context.Context, rawURL string) ([]byte, error) {
 	return data, nil
 }
 
-// WriteAtomic replaces the object at rawURL with data. Readers see the old
-// or the new content, never a partial write: fileblob writes a temp file next
-// to the target and renames it, object stores commit an object on close.
-func WriteAtomic(ctx context.Context, rawURL string, data []byte) error {
-	b, loc, err := open(ctx, rawURL)
-	if err != nil {
-		return err
-	}
-	opts := &blob.WriterOptions{ContentType: contentType(loc.key)}
-	if err := b.WriteAll(ctx, loc.key, data, opts); err != nil {
-		return fmt.Errorf("write %s: %w", rawURL, err)
-	}
-	return nil
-}
-
 func contentType(key string) string {
 	switch {
 	case strings.HasSuffix(key, ".json"):
@@ -366,88 +384,6 @@ func contentType(key string) string {
 		// Set explicitly so drivers never sniff (and so never buffer) content.
 		return "application/octet-stream"
 	}
-}
-
-// CreateIfNotExist writes data to rawURL only if no object exists there, and
-// reports whether it did. Exactly one of any number of concurrent callers, in
-// any number of processes, gets true.
-//
-// fileblob's own IfNotExist is a Stat then Rename under an in-process mutex,
-// which two processes can both pass; for file:// the object is written to a
-// temp file and hard-linked into place, and link(2) fails with EEXIST
-// atomically. mem:// checks under the bucket's lock, and object stores use
-// their conditional-create precondition.
-func CreateIfNotExist(ctx context.Context, rawURL string, data []byte) (bool, error) {
-	b, loc, err := open(ctx, rawURL)
-	if err != nil {
-		return false, err
-	}
-	if loc.scheme == "file" {
-		created, err := linkCreate(filepath.FromSlash("/"+loc.key), data)
-		if err != nil {
-			return false, fmt.Errorf("create %s: %w", rawURL, err)
-		}
-		return created, nil
-	}
-	w, err := b.NewWriter(ctx, loc.key, &blob.WriterOptions{IfNotExist: true, ContentType: contentType(loc.key)})
-	if err != nil {
-		return false, fmt.Errorf("create %s: %w", rawURL, err)
-	}
-	if _, err := w.Write(data); err != nil {
-		_ = w.Close()
-		return false, fmt.Errorf("create %s: %w", rawURL, err)
-	}
-	if err := w.Close(); err != nil {
-		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
-			return false, nil
-		}
-		return false, fmt.Errorf("create %s: %w", rawURL, err)
-	}
-	return true, nil
-}
-
-// linkCreate creates target with data unless it exists, atomically.
-func linkCreate(target string, data []byte) (created bool, err error) {
-	dir := filepath.Dir(target)
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return false, err
-	}
-	// Not os.CreateTemp: its 0600 mode would make leases unreadable to other
-	// users sharing the output directory; 0666 here is reduced by the umask
-	// like fileblob's own files.
-	var tmp *os.File
-	for try := 0; ; try++ {
-		name := fmt.Sprintf("%s.%s.tmp", target, randHex(8))
-		tmp, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || try == 100 {
-			return false, err
-		}
-	}
-	name := tmp.Name()
-	defer os.Remove(name)
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return false, err
-	}
-	if err := tmp.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Link(name, target); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	return true, nil
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // tempFile matches the in-flight temp files of fileblob ("key.<hex>.tmp")
