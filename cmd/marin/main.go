@@ -29,6 +29,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/marin-go/marin/plugins/redact"
 )
 
 // Exit codes; see the package comment.
@@ -78,12 +80,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err.Error() != "" {
-			fmt.Fprintln(stderr, "marin:", ee.err)
+			fmt.Fprintln(stderr, "marin:", redact.String(ee.err.Error()))
 		}
 		return ee.code
 	}
 	// Errors cobra raised itself are flag and argument mistakes.
-	fmt.Fprintln(stderr, "marin:", err)
+	fmt.Fprintln(stderr, "marin:", redact.String(err.Error()))
 	fmt.Fprintln(stderr, "Run 'marin --help' for usage.")
 	return exitUsage
 }

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/marin-go/marin/host/graph"
+	"github.com/marin-go/marin/plugins/redact"
 	"github.com/marin-go/marin/plugins/storage"
 )
 
@@ -120,6 +122,10 @@ type observed struct {
 	history  []StatusEntry
 	lease    *Lease // nil: no lock
 	leaseBad bool   // the lock exists but cannot be parsed
+	// unreadable is why the step's files could not be read at all (an I/O
+	// error): its state is unknown, so it reruns, and the other steps are
+	// decided as usual.
+	unreadable error
 	// For a step never run at its path: the nearest earlier output.
 	previous string
 	diff     []ConfigDiff
@@ -131,7 +137,6 @@ type observed struct {
 // since a blocked dependency blocks its dependents.
 func (e *executor) decide(ctx context.Context) ([]Decision, error) {
 	obs := make([]observed, len(e.steps))
-	errs := make([]error, len(e.steps))
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < min(16, len(e.steps)); w++ {
@@ -139,7 +144,7 @@ func (e *executor) decide(ctx context.Context) ([]Decision, error) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				obs[i], errs[i] = e.observe(ctx, e.steps[i])
+				obs[i] = e.observe(ctx, e.steps[i])
 			}
 		}()
 	}
@@ -148,7 +153,7 @@ func (e *executor) decide(ctx context.Context) ([]Decision, error) {
 	}
 	close(work)
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
@@ -172,15 +177,16 @@ func (e *executor) decide(ctx context.Context) ([]Decision, error) {
 			d.Reason = "FAILED" + when(cur.Time) + message(cur.Message) + "; not retried because force_run_failed is off"
 		case blockedDep != nil:
 			d.Decision, d.Reason = DecisionBlocked, "dependency "+blockedDep.RelPath+" is blocked"
-		case o.lease != nil && !o.leaseBad && !e.stale(o.lease):
-			d.Decision = DecisionRunningElsewhere
-			d.Reason = fmt.Sprintf("held by %s (heartbeat %s ago)", o.lease.Holder, age(e.now().Sub(o.lease.Heartbeat)))
+		case o.unreadable != nil:
+			d.Decision, d.Reason = DecisionRun, "state unknown ("+redact.String(o.unreadable.Error())+"); rerunning"
+		case o.lease != nil && o.leaseBad:
+			d.Decision, d.Reason = DecisionRun, "lease file is unreadable; will take it over"
 		case o.lease != nil:
-			d.Decision = DecisionRun
-			if o.leaseBad {
-				d.Reason = "lease file is unreadable; will take it over"
+			if gone, why := e.expired(o.lease); gone {
+				d.Decision, d.Reason = DecisionRun, why+"; will take over"
 			} else {
-				d.Reason = fmt.Sprintf("lease of %s is stale (heartbeat %s ago); will take over", o.lease.Holder, age(e.now().Sub(o.lease.Heartbeat)))
+				d.Decision = DecisionRunningElsewhere
+				d.Reason = fmt.Sprintf("held by %s (heartbeat %s ago)", o.lease.Holder, age(e.now().Sub(o.lease.Heartbeat)))
 			}
 		case cur == nil:
 			d.Decision, d.Reason = DecisionRun, o.explain
@@ -210,10 +216,23 @@ func message(m string) string {
 	if m == "" {
 		return ""
 	}
+	// Files written before redaction existed may still hold secrets.
+	m = redact.String(m)
 	if len(m) > 200 {
-		m = m[:197] + "…"
+		m = truncate(m, 197) + "…"
 	}
 	return ": " + m
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func age(d time.Duration) string {
@@ -232,11 +251,22 @@ func age(d time.Duration) string {
 
 // observe reads one step's status and lease, and for a step that never ran
 // at its path, finds what changed since its most recent sibling output.
-func (e *executor) observe(ctx context.Context, st *graph.Planned) (observed, error) {
+// Nothing it meets stops the plan: a torn or damaged status line is left
+// out with a warning, and files that cannot be read at all make the step's
+// state unknown (o.unreadable), which reruns it.
+func (e *executor) observe(ctx context.Context, st *graph.Planned) observed {
 	var o observed
-	h, err := ReadStatus(ctx, st.OutputPath)
+	log := e.log.With().Str("step", st.Step.Name).Str("path", st.OutputPath).Logger()
+	h, probs, err := ReadStatusChecked(ctx, st.OutputPath)
 	if err != nil {
-		return o, fmt.Errorf("step %s: %w", st.Step.Name, err)
+		if ctx.Err() == nil {
+			log.Warn().Err(err).Msg("cannot read the step's status; its state is unknown and it will rerun")
+		}
+		o.unreadable = fmt.Errorf("status: %w", err)
+		return o
+	}
+	for _, p := range probs {
+		log.Warn().Str("problem", p.String()).Msg("ignoring a line of the step's status")
 	}
 	o.history = h
 	l, err := readLease(ctx, st.OutputPath)
@@ -246,14 +276,21 @@ func (e *executor) observe(ctx context.Context, st *graph.Planned) (observed, er
 	case errors.Is(err, errCorruptLease):
 		o.lease, o.leaseBad = l, true
 	case !errors.Is(err, storage.ErrNotExist):
-		return o, fmt.Errorf("step %s: %w", st.Step.Name, err)
+		if ctx.Err() == nil {
+			log.Warn().Err(err).Msg("cannot read the step's lease; its state is unknown and it will rerun")
+		}
+		o.unreadable = fmt.Errorf("lease: %w", err)
+		return o
 	}
 	if len(h) == 0 {
 		if err := e.explain(ctx, st, &o); err != nil {
-			return o, fmt.Errorf("step %s: explain: %w", st.Step.Name, err)
+			if ctx.Err() == nil {
+				log.Warn().Err(err).Msg("cannot compare with earlier outputs")
+			}
+			o.explain, o.diff, o.previous = "not run before", nil, ""
 		}
 	}
-	return o, nil
+	return o
 }
 
 // siblingDir matches the directory part after "{name}-" of a sibling output.

@@ -122,6 +122,7 @@ type executor struct {
 	now    func() time.Time
 	log    zerolog.Logger
 	holder string
+	self   processID // this process, as its leases name it
 }
 
 func newExecutor(plan *graph.Plan, opts Options) (*executor, error) {
@@ -137,7 +138,7 @@ func newExecutor(plan *graph.Plan, opts Options) (*executor, error) {
 			return nil, fmt.Errorf("executor: plan was built for prefix %s, options name %s", plan.Prefix, p)
 		}
 	}
-	e := &executor{opts: opts, plan: plan, force: true, now: time.Now, log: opts.Logger, holder: opts.Holder}
+	e := &executor{opts: opts, plan: plan, force: true, now: time.Now, log: opts.Logger, holder: opts.Holder, self: currentProcess()}
 	if opts.ForceRunFailed != nil {
 		e.force = *opts.ForceRunFailed
 	}

@@ -20,8 +20,24 @@ func (e *executor) stale(l *Lease) bool {
 	return e.now().Sub(l.Heartbeat) > e.opts.StaleAfter
 }
 
+// expired reports whether a lease may be taken over: its heartbeat is
+// stale, or its holder is a process on this machine that is gone. why says
+// which, for logs and dry runs.
+func (e *executor) expired(l *Lease) (bool, string) {
+	if e.stale(l) {
+		return true, fmt.Sprintf("lease of %s is stale (heartbeat %s ago)", l.Holder, age(e.now().Sub(l.Heartbeat)))
+	}
+	if e.self.holderGone(l) {
+		return true, fmt.Sprintf("lease holder %s (pid %d on this machine) is gone", l.Holder, l.PID)
+	}
+	return false, ""
+}
+
 func (e *executor) newLease() Lease {
-	return Lease{Holder: e.holder, LeaseID: randomID(8), Heartbeat: e.now().UTC()}
+	return Lease{
+		Holder: e.holder, LeaseID: randomID(8), Heartbeat: e.now().UTC(),
+		Host: e.self.Host, PID: e.self.PID, Boot: e.self.Boot, PIDNS: e.self.PIDNS, Start: e.self.Start,
+	}
 }
 
 // acquire makes one attempt at the lease of the step writing outputPath. It
@@ -46,6 +62,7 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 			return &l, nil, nil
 		}
 		cur, err := readLease(ctx, outputPath)
+		why := "lease file is unreadable"
 		switch {
 		case errors.Is(err, storage.ErrNotExist):
 			continue
@@ -53,8 +70,11 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 			e.log.Warn().Str("path", outputPath).Err(err).Msg("lease file is unreadable; treating it as stale")
 		case err != nil:
 			return nil, nil, fmt.Errorf("read lease %s: %w", lockURL, err)
-		case !e.stale(cur):
-			return nil, cur, nil
+		default:
+			var gone bool
+			if gone, why = e.expired(cur); !gone {
+				return nil, cur, nil
+			}
 		}
 		won, err := e.claimSteal(ctx, outputPath, cur)
 		if err != nil {
@@ -65,7 +85,7 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 			return nil, cur, nil
 		}
 		e.log.Warn().Str("path", outputPath).Str("stale_holder", cur.Holder).
-			Time("stale_heartbeat", cur.Heartbeat).Msg("taking over stale lease")
+			Time("stale_heartbeat", cur.Heartbeat).Str("reason", why).Msg("taking over lease")
 		l = e.newLease()
 		if data, err = json.Marshal(l); err != nil {
 			return nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/marin-go/marin/host/graph"
+	"github.com/marin-go/marin/plugins/redact"
 	"github.com/marin-go/marin/plugins/storage"
 )
 
@@ -424,9 +425,12 @@ func (s *scheduler) waitElsewhere(ctx context.Context, i int, other *Lease) (out
 			e.log.Warn().Err(err).Str("step", st.Step.Name).Msg("poll status")
 		}
 		cur, err := readLease(ctx, st.OutputPath)
+		if err == nil && cur.LeaseID == other.LeaseID {
+			if gone, _ := e.expired(cur); !gone {
+				continue
+			}
+		}
 		switch {
-		case err == nil && cur.LeaseID == other.LeaseID && !e.stale(cur):
-			continue
 		case err != nil && !errors.Is(err, storage.ErrNotExist) && !errors.Is(err, errCorruptLease):
 			if ctx.Err() == nil {
 				e.log.Warn().Err(err).Str("step", st.Step.Name).Msg("poll lease")
@@ -551,7 +555,10 @@ func (s *scheduler) runHeld(ctx context.Context, i int, mine Lease, waitedOn map
 		log.Info().Dur("duration", dur).Str("status", string(StatusSuccess)).Msg("step finished")
 		return outcome{status: StatusSuccess, ran: true, dur: dur}, false
 	}
-	msg := runErr.Error()
+	// The op's error may carry a request or response (a hub reply that
+	// echoes the token): it goes to the status file, the log and the
+	// report only redacted.
+	msg := redact.String(runErr.Error())
 	if ctx.Err() != nil {
 		msg = "interrupted"
 	} else if cause := context.Cause(stepCtx); cause != nil && stepCtx.Err() != nil {

@@ -14,8 +14,13 @@ import (
 	"github.com/marin-go/marin/plugins/storage"
 )
 
-// holderEnv switches the test binary into holderProcess (see TestMain).
-const holderEnv = "MARIN_EXECUTOR_TEST_HOLDER_PREFIX"
+// holderEnv switches the test binary into holderProcess (see TestMain);
+// holderHostEnv, if set, is the host name its leases give (a holder on
+// another machine, whose pid means nothing here).
+const (
+	holderEnv     = "MARIN_EXECUTOR_TEST_HOLDER_PREFIX"
+	holderHostEnv = "MARIN_EXECUTOR_TEST_HOLDER_HOST"
+)
 
 const victimHeartbeat = 100 * time.Millisecond
 
@@ -41,6 +46,9 @@ func holderProcess(prefix string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	if h := os.Getenv(holderHostEnv); h != "" {
+		e.self.Host = h
+	}
 	ctx := context.Background()
 	out := plan.Lookup(held).OutputPath
 	mine, other, err := e.acquire(ctx, out)
@@ -58,17 +66,13 @@ func holderProcess(prefix string) int {
 	return 0
 }
 
-func TestKilledHolderIsTakenOver(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns a process and waits for a lease to go stale")
-	}
-	prefix := filePrefix(t)
-	held, after, free := takeoverGraph()
-	plan := mustBuild(t, prefix, []*graph.Step{after, free})
-	heldOut := plan.Lookup(held).OutputPath
-
+// startHolder starts holderProcess on prefix and returns it and its lease
+// id once it holds the lease and heartbeats; host, if not empty, poses as
+// another machine.
+func startHolder(t *testing.T, prefix, host string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), holderEnv+"="+prefix)
+	cmd.Env = append(os.Environ(), holderEnv+"="+prefix, holderHostEnv+"="+host)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -77,7 +81,7 @@ func TestKilledHolderIsTakenOver(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(stdout).ReadString('\n')
@@ -93,8 +97,24 @@ func TestKilledHolderIsTakenOver(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("holder process never took the lease")
 	}
-	// Let it heartbeat a few times, then kill it without any cleanup.
+	// Let it heartbeat a few times.
 	time.Sleep(3 * victimHeartbeat)
+	return cmd, victimLease
+}
+
+// TestKilledHolderIsTakenOver: a holder on another machine that dies is
+// taken over once its lease is stale.
+func TestKilledHolderIsTakenOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process and waits for a lease to go stale")
+	}
+	prefix := filePrefix(t)
+	held, after, free := takeoverGraph()
+	plan := mustBuild(t, prefix, []*graph.Step{after, free})
+	heldOut := plan.Lookup(held).OutputPath
+
+	cmd, victimLease := startHolder(t, prefix, "elsewhere")
+	// Kill it without any cleanup.
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +126,9 @@ func TestKilledHolderIsTakenOver(t *testing.T) {
 	}
 	if l.Heartbeat.Sub(time.Now()) > 0 || time.Since(l.Heartbeat) > time.Second {
 		t.Fatalf("victim's last heartbeat %s is implausible", l.Heartbeat)
+	}
+	if l.Host != "elsewhere" || l.PID != cmd.Process.Pid {
+		t.Fatalf("lease names host %q pid %d, want elsewhere and %d", l.Host, l.PID, cmd.Process.Pid)
 	}
 
 	r := newFakeRunner()

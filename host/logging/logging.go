@@ -12,6 +12,8 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+
+	"github.com/marin-go/marin/plugins/redact"
 )
 
 // Formats accepted by --log-format.
@@ -54,15 +56,19 @@ func New(o Options) (zerolog.Logger, *Display, error) {
 	if f, ok := o.Out.(*os.File); ok {
 		tty = isatty.IsTerminal(f.Fd())
 	}
+	// Everything written passes through redact: plugin errors, log lines
+	// and progress messages may carry a request or response with
+	// credentials in it.
+	out := redact.Writer(o.Out)
 	var w io.Writer
 	var d *Display
 	switch o.Format {
 	case "", FormatConsole:
-		d = NewDisplay(o.Out, tty)
+		d = NewDisplay(out, tty)
 		w = zerolog.ConsoleWriter{Out: d, NoColor: o.NoColor || !tty, TimeFormat: time.TimeOnly}
 	case FormatJSON:
 		// Machines read every line: no in-place redraws, progress as records.
-		d = NewDisplay(o.Out, false)
+		d = NewDisplay(out, false)
 		w = d
 	default:
 		return zerolog.Nop(), nil, fmt.Errorf("unknown log format %q (want console or json)", o.Format)

@@ -23,7 +23,9 @@
 // older HUGGING_FACE_HUB_TOKEN). The token
 // is sent only as an Authorization header to the hub itself (Go's client
 // drops it on redirects to another host such as the CDN) and never appears
-// in errors, logs or String().
+// in errors, logs or String(): error bodies that echo the request are
+// passed through plugins/redact, which masks the token itself (registered
+// by New) and any other credential.
 //
 // Model and dataset repos use the same calls: pass a Repo with the Type.
 //
@@ -49,6 +51,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/marin-go/marin/plugins/redact"
 )
 
 // DefaultEndpoint is the public hub, used when HF_ENDPOINT is unset.
@@ -176,6 +180,8 @@ func New(opts ...Option) (*Client, error) {
 	}
 	c.endpoint = strings.TrimRight(c.endpoint, "/")
 	c.HTTP = stripAuthOnRedirect(c.HTTP, u.Host)
+	// Whatever format the token has, a reply that echoes it is masked.
+	redact.Register(c.token)
 	return c, nil
 }
 
@@ -263,6 +269,8 @@ type Error struct {
 	Hint       string // what a person can do about it
 }
 
+// Error returns the message with secrets masked (plugins/redact): Message
+// is the hub's, or a proxy's, and may echo the request's Authorization.
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s: HTTP %d", e.Op, e.URL, e.StatusCode)
@@ -275,7 +283,7 @@ func (e *Error) Error() string {
 	if e.Hint != "" {
 		b.WriteString(" (" + e.Hint + ")")
 	}
-	return b.String()
+	return redact.String(b.String())
 }
 
 // Is matches the sentinel errors.
@@ -307,6 +315,9 @@ func (c *Client) statusError(op string, repo Repo, resp *http.Response) *Error {
 	if e.Message == "" {
 		e.Message = bodyMessage(body)
 	}
+	// A reply may echo the request, token included; Message is kept for
+	// callers, so it must be clean too.
+	e.Message = redact.String(e.Message)
 	page := c.endpoint + repo.filePrefix()
 	switch {
 	case e.Code == "GatedRepo" || (resp.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(e.Message), "gated")):
@@ -416,7 +427,7 @@ func (c *Client) do(ctx context.Context, op string, repo Repo, newReq func() (*h
 				return nil, fmt.Errorf("%s: %s: %w", op, redactURL(req.URL.String()), ctx.Err())
 			}
 			if attempt >= c.MaxRetries {
-				return nil, fmt.Errorf("%s: %s: giving up after %d attempts: %w", op, redactURL(req.URL.String()), attempt+1, err)
+				return nil, redact.Error(fmt.Errorf("%s: %s: giving up after %d attempts: %w", op, redactURL(req.URL.String()), attempt+1, err))
 			}
 			wait = c.backoff(attempt + 1)
 		case resp.StatusCode >= 200 && resp.StatusCode < 300, resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:

@@ -434,3 +434,28 @@ func TestNextLink(t *testing.T) {
 		t.Errorf("no header: %q", got)
 	}
 }
+
+// TestErrorBodyEchoingTheTokenIsRedacted reproduces defect 2 of issue 16:
+// an error reply whose body echoes the request's Authorization header was
+// copied verbatim into the error (and from there into logs and
+// .executor_status).
+func TestErrorBodyEchoingTheTokenIsRedacted(t *testing.T) {
+	s, _ := fixture(t)
+	ctx := context.Background()
+	for _, tok := range []string{token, "opaque-token-of-another-format"} {
+		s.Token = tok
+		c, _ := newClient(t, s, WithToken(tok))
+		s.FailNextAPI(hubtest.Fault{Status: 400, EchoRequest: true})
+		_, err := c.ListFiles(ctx, ds, commit, "")
+		var he *Error
+		if !errors.As(err, &he) || he.StatusCode != 400 {
+			t.Fatalf("ListFiles: %v, want an *Error with status 400", err)
+		}
+		if strings.Contains(err.Error(), tok) || strings.Contains(he.Message, tok) {
+			t.Errorf("the token reached the error: %v", err)
+		}
+		if !strings.Contains(err.Error(), "Authorization: Bearer [REDACTED]") || !strings.Contains(err.Error(), "User-Agent: marin-hfhub") {
+			t.Errorf("the redacted error lost what the reply said: %v", err)
+		}
+	}
+}

@@ -72,6 +72,25 @@ type Fault struct {
 	RetryAfter string // Retry-After header value with Status
 	DropAfter  int    // serve this many bytes of the body, then cut the connection
 	Corrupt    bool   // serve the body with one byte flipped
+	// EchoRequest (with Status) answers with a body that echoes the
+	// request line and headers, Authorization included, as some proxies
+	// and debugging endpoints do.
+	EchoRequest bool
+}
+
+// echo renders a request as an error body that echoes it.
+func echo(r *http.Request) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "bad request %s %s; headers:", r.Method, r.URL)
+	keys := make([]string, 0, len(r.Header))
+	for k := range r.Header {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s: %s;", k, strings.Join(r.Header[k], ", "))
+	}
+	return b.String()
 }
 
 // New starts a fake hub serving repos.
@@ -253,7 +272,11 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 			if f.RetryAfter != "" {
 				w.Header().Set("Retry-After", f.RetryAfter)
 			}
-			hubError(w, f.Status, "", "injected fault")
+			msg := "injected fault"
+			if f.EchoRequest {
+				msg = echo(r)
+			}
+			hubError(w, f.Status, "", msg)
 			return
 		}
 		s.serveAPI(w, r, strings.TrimPrefix(p, "/api/"))
