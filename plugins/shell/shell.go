@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -98,11 +100,22 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.SysProcAttr = procAttr()
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	// The command's output goes through a pipe we own (an *os.File, so
+	// Wait returns when the command exits rather than when every process
+	// holding the pipe has closed it): a command that leaves a background
+	// process behind must not hang its step.
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		return fmt.Errorf("start %q: %w", argv[0], err)
 	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return fmt.Errorf("start %q: %w", argv[0], err)
+	}
+	pw.Close() // the command and its children hold the write end now
+	pgid := cmd.Process.Pid
 	tail := &tailLines{max: 20}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -127,11 +140,19 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	select {
 	case werr = <-waitErr:
 	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		werr = <-waitErr
 	}
-	pw.Close()
+	// The command is done: whatever it left running in its process group
+	// goes with it (and closes the pipe, ending the reader).
+	if syscall.Kill(-pgid, 0) == nil {
+		if ctx.Err() == nil {
+			r.Log("warn", "the command left processes running in its process group; killing them")
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
 	wg.Wait()
+	pr.Close()
 	if ctx.Err() != nil {
 		return fmt.Errorf("command %q cancelled: %w", argv[0], ctx.Err())
 	}
@@ -139,13 +160,31 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 		var ee *exec.ExitError
 		if errors.As(werr, &ee) {
 			return &sdk.Diagnostic{
-				Summary: fmt.Sprintf("command %q exited with status %d", strings.Join(argv, " "), ee.ExitCode()),
+				Summary: fmt.Sprintf("command %q %s", strings.Join(argv, " "), exitDescription(ee.ProcessState)),
 				Detail:  "last output:\n" + tail.String(),
 			}
 		}
 		return fmt.Errorf("run %q: %w", argv[0], werr)
 	}
 	return nil
+}
+
+// exitDescription says how a command ended: "exited with status 3", or
+// "was killed by signal SIGKILL (killed)" rather than Go's "status -1".
+func exitDescription(ps *os.ProcessState) string {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		sig := ws.Signal()
+		name := unix.SignalName(sig)
+		if name == "" {
+			name = fmt.Sprintf("signal %d", int(sig))
+		}
+		d := fmt.Sprintf("was killed by signal %s (%s)", name, sig)
+		if ws.CoreDump() {
+			d += ", core dumped"
+		}
+		return d
+	}
+	return fmt.Sprintf("exited with status %d", ps.ExitCode())
 }
 
 func argvOf(c any) ([]string, error) {
