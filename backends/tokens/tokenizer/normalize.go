@@ -22,7 +22,37 @@ type unicodeNorm struct {
 	name string
 }
 
-func (n unicodeNorm) normalize(s string) string { return n.form.String(s) }
+// normalize applies the form as the oracle's tables do: code points whose
+// decomposition or combining class is newer than those tables (hfNormStale)
+// are inert starters there, so the text is normalized piecewise around them.
+func (n unicodeNorm) normalize(s string) string {
+	if n.form.IsNormalString(s) {
+		return s
+	}
+	stale := -1
+	for i, r := range s {
+		if r >= 0x7fd && unicode.Is(hfNormStale, r) {
+			stale = i
+			break
+		}
+	}
+	if stale < 0 {
+		return n.form.String(s)
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	from := 0
+	for i, r := range s[stale:] {
+		i += stale
+		if r >= 0x7fd && unicode.Is(hfNormStale, r) {
+			b.WriteString(n.form.String(s[from:i]))
+			b.WriteRune(r)
+			from = i + utf8.RuneLen(r)
+		}
+	}
+	b.WriteString(n.form.String(s[from:]))
+	return b.String()
+}
 func (n unicodeNorm) describe() string          { return n.name }
 
 type lowercase struct{}
@@ -30,8 +60,9 @@ type lowercase struct{}
 func (lowercase) normalize(s string) string { return lowerString(s) }
 func (lowercase) describe() string          { return "Lowercase" }
 
-// lowerString lowercases char by char as Rust's char::to_lowercase (no
-// final-sigma context; İ becomes "i̇").
+// lowerString lowercases char by char as the oracle's char::to_lowercase
+// (no final-sigma context; İ becomes "i̇"; hfLowerExceptions where its
+// Unicode tables differ from Go's).
 func lowerString(s string) string {
 	ascii := true
 	for i := 0; i < len(s); i++ {
@@ -46,9 +77,15 @@ func lowerString(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	for _, r := range s {
-		if r == 0x130 {
-			b.WriteString("i\u0307")
-			continue
+		if r >= 0x80 {
+			if lc, ok := hfLowerExceptions[r]; ok {
+				b.WriteString(lc)
+				continue
+			}
+			if r == 0x130 {
+				b.WriteString("i\u0307")
+				continue
+			}
 		}
 		b.WriteRune(unicode.ToLower(r))
 	}
@@ -68,11 +105,15 @@ func (n strip) normalize(s string) string {
 }
 func (strip) describe() string { return "Strip" }
 
+// stripAccents removes combining marks (hfMark: the oracle's
+// is_combining_mark).
 type stripAccents struct{}
 
-func (stripAccents) normalize(s string) string {
+func (stripAccents) normalize(s string) string { return removeRunes(s, hfMark) }
+
+func removeRunes(s string, t *unicode.RangeTable) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.Is(unicode.Mn, r) {
+		if r >= 0x300 && unicode.Is(t, r) {
 			return -1
 		}
 		return r
@@ -143,7 +184,7 @@ func (n bertNormalizer) normalize(s string) string {
 	b.Grow(len(s) + 8)
 	for _, r := range s {
 		if n.cleanText {
-			if r == 0 || r == 0xFFFD || isBertControl(r) {
+			if isBertControl(r) {
 				continue
 			}
 			if isBertWhitespace(r) {
@@ -160,7 +201,8 @@ func (n bertNormalizer) normalize(s string) string {
 	}
 	out := b.String()
 	if n.stripAccents {
-		out = stripAccents{}.normalize(norm.NFD.String(out))
+		// NFD, then drop non-spacing marks (hfMn), as the oracle's tables have them.
+		out = removeRunes(unicodeNorm{form: norm.NFD}.normalize(out), hfMn)
 	}
 	if n.lowercase {
 		out = lowerString(out)
@@ -169,18 +211,17 @@ func (n bertNormalizer) normalize(s string) string {
 }
 func (bertNormalizer) describe() string { return "BertNormalizer" }
 
+// isBertWhitespace: the characters clean_text turns into a space (hfBertSpace,
+// from the oracle).
 func isBertWhitespace(r rune) bool {
-	return r == '\t' || r == '\n' || r == '\r' || unicode.IsSpace(r)
+	return r == ' ' || unicode.Is(hfBertSpace, r)
 }
 
-// isBertControl is Hugging Face's is_control: categories Cc, Cf, Cs, Co
-// except tab, newline and carriage return. (Its comment mentions Cn, but
-// unassigned code points are kept — checked against the oracle.)
+// isBertControl: the characters clean_text drops (hfControl, from the
+// oracle: NUL, U+FFFD and Hugging Face's is_control, its Cc/Cf/Co tables
+// being older than Go's).
 func isBertControl(r rune) bool {
-	if r == '\t' || r == '\n' || r == '\r' {
-		return false
-	}
-	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs)
+	return unicode.Is(hfControl, r)
 }
 
 func isChineseChar(r rune) bool {

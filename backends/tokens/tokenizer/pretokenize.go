@@ -306,34 +306,13 @@ func (p *metaspacePT) describe() string {
 // bertPT splits on whitespace and isolates punctuation.
 type bertPT struct{}
 
-// isBertPunct is ASCII punctuation or Unicode P. Hugging Face's category
-// tables are Unicode 9.0's, so punctuation assigned since is not punctuation
-// there; the common ones are listed in newPunct (checked against the oracle).
+// isBertPunct is ASCII punctuation or, above ASCII, punctuation in the
+// oracle's (older) Unicode tables: hfPunct.
 func isBertPunct(r rune) bool {
 	if r < utf8.RuneSelf {
 		return (r >= 33 && r <= 47) || (r >= 58 && r <= 64) || (r >= 91 && r <= 96) || (r >= 123 && r <= 126)
 	}
-	return unicode.IsPunct(r) && !unicode.Is(newPunct, r)
-}
-
-// newPunct: P characters added after Unicode 9.0.
-var newPunct = &unicode.RangeTable{
-	R16: []unicode.Range16{
-		{Lo: 0x061D, Hi: 0x061D, Stride: 1},
-		{Lo: 0x0C77, Hi: 0x0C77, Stride: 1},
-		{Lo: 0x0C84, Hi: 0x0C84, Stride: 1},
-		{Lo: 0x0FD9, Hi: 0x0FDA, Stride: 1},
-		{Lo: 0x1B7D, Hi: 0x1B7E, Stride: 1},
-		{Lo: 0x2E45, Hi: 0x2E5D, Stride: 1},
-	},
-	R32: []unicode.Range32{
-		{Lo: 0x10EAD, Hi: 0x10EAD, Stride: 1},
-		{Lo: 0x10F55, Hi: 0x10F59, Stride: 1},
-		{Lo: 0x10F86, Hi: 0x10F89, Stride: 1},
-		{Lo: 0x11944, Hi: 0x11946, Stride: 1},
-		{Lo: 0x11FFF, Hi: 0x11FFF, Stride: 1},
-		{Lo: 0x16E97, Hi: 0x16E9A, Stride: 1},
-	},
+	return unicode.Is(hfPunct, r)
 }
 
 func (bertPT) split(s string, first bool, emit emitFunc) {

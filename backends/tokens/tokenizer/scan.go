@@ -13,8 +13,9 @@ import (
 //	llama3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //	qwen:   the llama3 pattern with \p{N} instead of \p{N}{1,3}
 //
-// \s is Unicode White_Space (unicode.IsSpace), \p{L} and \p{N} are the
-// Unicode categories, as in Rust's regex crate.
+// \s, \p{L} and \p{N} are the classes as the oracle's regex engine
+// (Oniguruma, with its own Unicode version) matches them: hfSpace, hfLetter
+// and hfNumber (unicode_hf.go, generated from the oracle).
 
 const (
 	patGPT2   = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
@@ -39,11 +40,11 @@ func init() {
 
 func classify(r rune) uint8 {
 	switch {
-	case unicode.IsLetter(r):
+	case unicode.Is(hfLetter, r):
 		return clsL
-	case unicode.IsNumber(r):
+	case unicode.Is(hfNumber, r):
 		return clsN
-	case unicode.IsSpace(r):
+	case unicode.Is(hfSpace, r):
 		return clsSpace
 	}
 	return clsOther

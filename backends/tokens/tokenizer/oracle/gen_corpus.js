@@ -156,6 +156,10 @@ function randomChars(len) {
     add(s);
   }
   for (let i = 0; i < 300; i++) add(pick(words) + rep(pick([' ', '\n', '\t', '\u00a0', '\u3000', ' \n']), 1 + int(12)) + pick(words.concat(digits, punct, emoji)));
+  // The differential fuzzer's finds (oracle_fuzz_test.go), each shrunk to
+  // the smallest text that differed, then a fix.
+  const finds = path.join(__dirname, '..', 'testdata', 'oracle_finds.jsonl');
+  for (const l of fs.readFileSync(finds, 'utf8').split('\n')) if (l.length > 0) add(JSON.parse(l));
   const file = path.join(__dirname, '..', 'testdata', 'corpus.jsonl.gz');
   fs.writeFileSync(file, zlib.gzipSync(out.map((s) => JSON.stringify(s)).join('\n') + '\n', { level: 9 }));
   console.log(`${out.length} strings written to ${file}`);
