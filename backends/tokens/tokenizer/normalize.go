@@ -53,7 +53,7 @@ func (n unicodeNorm) normalize(s string) string {
 	b.WriteString(n.form.String(s[from:]))
 	return b.String()
 }
-func (n unicodeNorm) describe() string          { return n.name }
+func (n unicodeNorm) describe() string { return n.name }
 
 type lowercase struct{}
 
