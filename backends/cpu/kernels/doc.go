@@ -17,15 +17,30 @@
 // slice of op(B) is packed into NR-wide micro-panels (kept in L3), each
 // mcBlock-row block of op(A) into MR-row micro-panels (kept in L2), and a
 // register-blocked MR×NR micro-kernel does the arithmetic with a micro-panel
-// of B in L1. On amd64 with AVX2 and FMA the micro-kernel and the packing
-// routines are Go assembly (a 6×16 tile in twelve ymm accumulators; 8×8
-// register transposes for packing); elsewhere, or with the purego build tag,
-// pure-Go code of the same shape runs. The CPU is probed once with
-// golang.org/x/sys/cpu. No AVX-512 micro-kernel is shipped: the machines this
-// was written and measured on (AMD EPYC, Zen 3) have no AVX-512, so such a
-// kernel could not have been tested, and an untested kernel is worse than
-// none. Adding one means a micro-kernel with its own tile (e.g. 6×32 or
-// 14×32) selected next to the AVX2 one in sgemm_amd64.go.
+// of B in L1.
+//
+// # Instruction sets
+//
+// The kernels come at three levels (ISA), chosen once from the CPU's
+// features (golang.org/x/sys/cpu) and lowered with SetISA or
+// $MARIN_CPU_ISA (go, avx2, avx512), which is how the lower levels are
+// tested and measured on a machine that has the higher ones:
+//
+//   - avx512 (AVX-512F): a 6×32 micro-kernel in twelve zmm accumulators that
+//     reads two adjacent 16-column micro-panels of packed B at once, so the
+//     packing layout is the AVX2 one; the vector kernels (ExpSum, Max,
+//     SwiGLU and its backward, AdamWUpdate) in 16 lanes. Each element of C is
+//     the same sequence of FMAs as with AVX2, so AVX2 and AVX-512 products
+//     are bit-identical.
+//   - avx2 (AVX2 and FMA): a 6×16 micro-kernel in twelve ymm accumulators,
+//     8-lane vector kernels, and the packing routines (8×8 register
+//     transposes), which AVX-512 also uses.
+//   - go: pure-Go code of the same shapes, the only level on other
+//     architectures and with the purego build tag.
+//
+// Tests run every kernel at every level the CPU supports against the Go
+// ones. FMAPeak measures the CPU's FMA throughput (the ceiling an sgemm
+// approaches), which the CPU engine reports MFU against.
 //
 // With several threads C is split once per call into one part per thread
 // (by rows, or by columns when op(B) is the larger operand), and each part

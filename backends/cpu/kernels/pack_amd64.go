@@ -12,7 +12,7 @@ func packA6AVX2(dst, src *float32, lda, kc8 int)
 // b (stride ldb), over kc steps, into d.
 func packB16Trans(d, b []float32, ldb, kc int) {
 	kc8 := kc &^ 7
-	if hasAVX2FMA && kc8 > 0 {
+	if isa >= ISAAVX2 && kc8 > 0 {
 		_ = b[15*ldb+kc-1]
 		_ = d[kc*nr-1]
 		packBTransAVX2(&d[0], &b[0], ldb, kc8)
@@ -26,7 +26,7 @@ func packB16Trans(d, b []float32, ldb, kc int) {
 // which must have two floats of room past d[kc*6-1].
 func packA6Rows(d, a []float32, lda, kc int) {
 	kc8 := kc &^ 7
-	if hasAVX2FMA && kc8 > 0 {
+	if isa >= ISAAVX2 && kc8 > 0 {
 		_ = a[5*lda+kc-1]
 		_ = d[kc8*mr+1]
 		packA6AVX2(&d[0], &a[0], lda, kc8)
@@ -45,7 +45,7 @@ func packA6TransAVX2(dst, src *float32, lda, kc int)
 // packB16 copies a full 16-column panel of rows of b (stride ldb) over kc
 // steps into d.
 func packB16(d, b []float32, ldb, kc int) {
-	if hasAVX2FMA && kc > 0 {
+	if isa >= ISAAVX2 && kc > 0 {
 		_ = b[(kc-1)*ldb+nr-1]
 		_ = d[kc*nr-1]
 		packB16AVX2(&d[0], &b[0], ldb, kc)
@@ -57,7 +57,7 @@ func packB16(d, b []float32, ldb, kc int) {
 // packA6Trans packs six consecutive columns of a (stride lda) over kc
 // rows: op(A) = Aᵀ with all six rows present.
 func packA6Trans(d, a []float32, lda, kc int) {
-	if hasAVX2FMA && kc > 0 {
+	if isa >= ISAAVX2 && kc > 0 {
 		_ = a[(kc-1)*lda+mr-1]
 		_ = d[kc*mr-1]
 		packA6TransAVX2(&d[0], &a[0], lda, kc)
@@ -72,7 +72,7 @@ func packATransAVX2(dst, src *float32, lda, kc, panels int)
 // packATransPanels packs `panels` full micro-panels of op(A) = Aᵀ: six
 // columns of a each, over kc rows (stride lda).
 func packATransPanels(d, a []float32, lda, kc, panels int) {
-	if hasAVX2FMA && kc > 0 && panels > 0 {
+	if isa >= ISAAVX2 && kc > 0 && panels > 0 {
 		_ = a[(kc-1)*lda+panels*mr-1]
 		_ = d[panels*kc*mr-1]
 		packATransAVX2(&d[0], &a[0], lda, kc, panels)

@@ -74,10 +74,6 @@ func SetImpl(i Impl) error {
 // CurrentImpl reports the implementation behind Sgemm.
 func CurrentImpl() Impl { return impl }
 
-// MicroKernel names the micro-kernel the native Sgemm uses on this CPU
-// ("avx2-fma-6x16" or "go-6x16").
-func MicroKernel() string { return microKernelName }
-
 // Sgemm computes C = alpha·op(A)·op(B) + beta·C with row-major matrices:
 // op(A) is m×k, op(B) is k×n and C is m×n. transA says A is stored k×m (so
 // op(A) = Aᵀ), transB says B is stored n×k. lda, ldb and ldc are the row
@@ -277,32 +273,55 @@ func sgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, l
 
 // macroKernel multiplies a packed mc×kc block of A by the packed B columns
 // [j0, j1) and adds (or writes) the result into c, whose (0,0) is the block's
-// first row and the panel's first column.
+// first row and the panel's first column. With AVX-512, pairs of full B
+// micro-panels go through the 6×32 kernel.
 func macroKernel(ap, bp []float32, mc, kc, j0, j1 int, c []float32, ldc int, accumulate bool) {
 	var tmp [mr * nr]float32
+	pairs := isa >= ISAAVX512
+	full := mc / mr * mr
 	for jr := j0; jr < j1; jr += nr {
 		cols := min(nr, j1-jr)
 		bPanel := bp[jr*kc : jr*kc+nr*kc]
-		for ir := 0; ir < mc; ir += mr {
-			rows := min(mr, mc-ir)
-			aPanel := ap[ir*kc : ir*kc+mr*kc]
-			off := ir*ldc + jr
-			if rows == mr && cols == nr {
-				_ = c[off+(mr-1)*ldc+nr-1]
-				microKernel(kc, aPanel, bPanel, c[off:], ldc, accumulate)
-				continue
+		if pairs && j1-jr >= 2*nr && full > 0 {
+			bNext := bp[(jr+nr)*kc : (jr+nr)*kc+nr*kc]
+			for ir := 0; ir < full; ir += mr {
+				off := ir*ldc + jr
+				_ = c[off+(mr-1)*ldc+2*nr-1]
+				microKernel2(kc, ap[ir*kc:ir*kc+mr*kc], bPanel, bNext, c[off:], ldc, accumulate)
 			}
-			microKernel(kc, aPanel, bPanel, tmp[:], nr, false)
-			for i := 0; i < rows; i++ {
-				dst := c[off+i*ldc : off+i*ldc+cols]
-				src := tmp[i*nr : i*nr+cols]
-				if accumulate {
-					for j, v := range src {
-						dst[j] += v
-					}
-				} else {
-					copy(dst, src)
+			if full < mc {
+				macroRows(ap, bPanel, full, mc, kc, jr, nr, c, ldc, accumulate, &tmp)
+				macroRows(ap, bNext, full, mc, kc, jr+nr, nr, c, ldc, accumulate, &tmp)
+			}
+			jr += nr
+			continue
+		}
+		macroRows(ap, bPanel, 0, mc, kc, jr, cols, c, ldc, accumulate, &tmp)
+	}
+}
+
+// macroRows runs the micro-kernel on the row micro-panels [ir0, mc) of a
+// packed A block and one micro-panel of B (columns jr, jr+cols).
+func macroRows(ap, bPanel []float32, ir0, mc, kc, jr, cols int, c []float32, ldc int, accumulate bool, tmp *[mr * nr]float32) {
+	for ir := ir0; ir < mc; ir += mr {
+		rows := min(mr, mc-ir)
+		aPanel := ap[ir*kc : ir*kc+mr*kc]
+		off := ir*ldc + jr
+		if rows == mr && cols == nr {
+			_ = c[off+(mr-1)*ldc+nr-1]
+			microKernel(kc, aPanel, bPanel, c[off:], ldc, accumulate)
+			continue
+		}
+		microKernel(kc, aPanel, bPanel, tmp[:], nr, false)
+		for i := 0; i < rows; i++ {
+			dst := c[off+i*ldc : off+i*ldc+cols]
+			src := tmp[i*nr : i*nr+cols]
+			if accumulate {
+				for j, v := range src {
+					dst[j] += v
 				}
+			} else {
+				copy(dst, src)
 			}
 		}
 	}

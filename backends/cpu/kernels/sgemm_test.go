@@ -102,7 +102,9 @@ func checkCase(t *testing.T, r *rand.Rand, g gemmCase, threads int) {
 	}
 }
 
-func TestSgemmOddShapes(t *testing.T) {
+func TestSgemmOddShapes(t *testing.T) { forEachISA(t, testSgemmOddShapes) }
+
+func testSgemmOddShapes(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	dims := []int{1, 2, 5, 6, 7, 13, 16, 17, 31}
 	for _, tA := range []bool{false, true} {
@@ -118,7 +120,9 @@ func TestSgemmOddShapes(t *testing.T) {
 	}
 }
 
-func TestSgemmBlockEdges(t *testing.T) {
+func TestSgemmBlockEdges(t *testing.T) { forEachISA(t, testSgemmBlockEdges) }
+
+func testSgemmBlockEdges(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	cases := []gemmCase{
 		{m: 149, n: 53, k: 263, alpha: 1, beta: 0},              // past mcBlock and kcBlock
@@ -148,7 +152,9 @@ func TestSgemmBlockEdges(t *testing.T) {
 }
 
 // TestSgemmDeterministic: every thread count gives bit-identical results.
-func TestSgemmDeterministic(t *testing.T) {
+func TestSgemmDeterministic(t *testing.T) { forEachISA(t, testSgemmDeterministic) }
+
+func testSgemmDeterministic(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, g := range []gemmCase{
 		{m: 301, n: 257, k: 519, alpha: 1, beta: 1},

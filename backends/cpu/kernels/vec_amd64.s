@@ -330,3 +330,228 @@ awloop:
 awdone:
 	VZEROUPPER
 	RET
+
+
+// The AVX-512 forms of the vector kernels in vec_amd64.s: 16 lanes, the
+// constants broadcast from the same table (expc, defined there).
+
+// EXP16 is EXP8 on a Z register (VRNDSCALEPS $0 rounds to nearest even as
+// VROUNDPS $0 does).
+#define EXP16(X, T1, T2, T3) \
+	VMINPS.BCST       expc<>+0(SB), X, X; \
+	VMAXPS.BCST       expc<>+32(SB), X, X; \
+	VMULPS.BCST       expc<>+64(SB), X, T1; \
+	VRNDSCALEPS       $0, T1, T1; \
+	VFNMADD231PS.BCST expc<>+96(SB), T1, X; \
+	VFNMADD231PS.BCST expc<>+128(SB), T1, X; \
+	VBROADCASTSS      expc<>+160(SB), T2; \
+	VFMADD213PS.BCST  expc<>+192(SB), X, T2; \
+	VFMADD213PS.BCST  expc<>+224(SB), X, T2; \
+	VFMADD213PS.BCST  expc<>+256(SB), X, T2; \
+	VFMADD213PS.BCST  expc<>+288(SB), X, T2; \
+	VFMADD213PS.BCST  expc<>+320(SB), X, T2; \
+	VMULPS            X, X, T3; \
+	VFMADD213PS       X, T3, T2; \
+	VADDPS.BCST       expc<>+352(SB), T2, T2; \
+	VCVTTPS2DQ        T1, T1; \
+	VPADDD.BCST       expc<>+384(SB), T1, T1; \
+	VPSLLD            $23, T1, T1; \
+	VMULPS            T1, T2, X
+
+// func expShiftSumAVX512(dst, src *float32, n int, scale, shift float32) float32
+// n is a multiple of 16.
+TEXT ·expShiftSumAVX512(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS scale+24(FP), Z8
+	VBROADCASTSS shift+28(FP), Z9
+	VPXORD       Z10, Z10, Z10
+	VPXORD       Z11, Z11, Z11
+	SHRQ         $4, CX
+	JZ           esdone
+	TESTQ        $1, CX
+	JZ           es2
+	VMOVUPS      (SI), Z0
+	VFMADD213PS  Z9, Z8, Z0
+	EXP16(Z0, Z1, Z2, Z3)
+	VMOVUPS      Z0, (DI)
+	VADDPS       Z0, Z10, Z10
+	ADDQ         $64, SI
+	ADDQ         $64, DI
+es2:
+	SHRQ         $1, CX
+	JZ           esdone
+esloop:
+	VMOVUPS      (SI), Z0
+	VMOVUPS      64(SI), Z4
+	VFMADD213PS  Z9, Z8, Z0
+	VFMADD213PS  Z9, Z8, Z4
+	EXP16(Z0, Z1, Z2, Z3)
+	EXP16(Z4, Z5, Z6, Z7)
+	VMOVUPS      Z0, (DI)
+	VMOVUPS      Z4, 64(DI)
+	VADDPS       Z0, Z10, Z10
+	VADDPS       Z4, Z11, Z11
+	ADDQ         $128, SI
+	ADDQ         $128, DI
+	DECQ         CX
+	JNZ          esloop
+esdone:
+	VADDPS         Z11, Z10, Z10
+	VEXTRACTF64X4  $1, Z10, Y1
+	VADDPS         Y1, Y10, Y10
+	VEXTRACTF128   $1, Y10, X1
+	VADDPS         X1, X10, X10
+	VHADDPS        X10, X10, X10
+	VHADDPS        X10, X10, X10
+	VMOVSS         X10, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func swigluAVX512(out, gate, up *float32, n int)
+// out = g·u/(1+exp(-g)); n is a multiple of 16.
+TEXT ·swigluAVX512(SB), NOSPLIT, $0-32
+	MOVQ    out+0(FP), DI
+	MOVQ    gate+8(FP), SI
+	MOVQ    up+16(FP), DX
+	MOVQ    n+24(FP), CX
+	SHRQ    $4, CX
+	JZ      swdone
+	VPXORD  Z11, Z11, Z11
+swloop:
+	VMOVUPS (SI), Z4
+	VSUBPS  Z4, Z11, Z0
+	EXP16(Z0, Z1, Z2, Z3)
+	VADDPS.BCST expc<>+352(SB), Z0, Z0
+	VMULPS  (DX), Z4, Z5
+	VDIVPS  Z0, Z5, Z5
+	VMOVUPS Z5, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DX
+	ADDQ    $64, DI
+	DECQ    CX
+	JNZ     swloop
+swdone:
+	VZEROUPPER
+	RET
+
+// func swigluBackwardAVX512(dg, du, da, gate, up *float32, n int)
+// s = 1/(1+exp(-g)); du = da·g·s; dg = da·u·s·(1+g·(1-s)). dg may alias g
+// and du may alias u. n is a multiple of 16.
+TEXT ·swigluBackwardAVX512(SB), NOSPLIT, $0-48
+	MOVQ    dg+0(FP), DI
+	MOVQ    du+8(FP), R9
+	MOVQ    da+16(FP), R10
+	MOVQ    gate+24(FP), SI
+	MOVQ    up+32(FP), DX
+	MOVQ    n+40(FP), CX
+	SHRQ    $4, CX
+	JZ      sbdone
+	VPXORD  Z11, Z11, Z11
+	VBROADCASTSS expc<>+352(SB), Z12
+sbloop:
+	VMOVUPS (SI), Z4          // g
+	VMOVUPS (DX), Z5          // u
+	VMOVUPS (R10), Z6         // da
+	VSUBPS  Z4, Z11, Z0
+	EXP16(Z0, Z1, Z2, Z3)
+	VADDPS  Z12, Z0, Z0       // 1+e
+	VDIVPS  Z0, Z12, Z7       // s
+	VMULPS  Z4, Z7, Z8        // g·s
+	VMULPS  Z6, Z8, Z8        // da·g·s
+	VSUBPS  Z7, Z12, Z9       // 1-s
+	VFMADD213PS Z12, Z4, Z9   // g·(1-s)+1
+	VMULPS  Z6, Z5, Z10       // da·u
+	VMULPS  Z7, Z10, Z10      // ·s
+	VMULPS  Z9, Z10, Z10      // ·(1+g(1-s))
+	VMOVUPS Z10, (DI)
+	VMOVUPS Z8, (R9)
+	ADDQ    $64, SI
+	ADDQ    $64, DX
+	ADDQ    $64, R10
+	ADDQ    $64, DI
+	ADDQ    $64, R9
+	DECQ    CX
+	JNZ     sbloop
+sbdone:
+	VZEROUPPER
+	RET
+
+// func maxAVX512(x *float32, n int) float32
+// n is a positive multiple of 16.
+TEXT ·maxAVX512(SB), NOSPLIT, $0-20
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	SHRQ    $4, CX
+	VMOVUPS (SI), Z0
+	ADDQ    $64, SI
+	DECQ    CX
+	JZ      mxdone
+mxloop:
+	VMAXPS  (SI), Z0, Z0
+	ADDQ    $64, SI
+	DECQ    CX
+	JNZ     mxloop
+mxdone:
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS  Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS  X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS  X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS  X1, X0, X0
+	VMOVSS  X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func adamwAVX512(data, grad, m, v *float32, n int, c *AdamWConsts)
+// n is a multiple of 16; see adamwAVX2.
+TEXT ·adamwAVX512(SB), NOSPLIT, $0-48
+	MOVQ data+0(FP), DI
+	MOVQ grad+8(FP), SI
+	MOVQ m+16(FP), R8
+	MOVQ v+24(FP), R9
+	MOVQ n+32(FP), CX
+	MOVQ c+40(FP), AX
+	VBROADCASTSS 0(AX), Z6   // clip
+	VBROADCASTSS 4(AX), Z7   // b1
+	VBROADCASTSS 8(AX), Z8   // b2
+	VBROADCASTSS 12(AX), Z9  // 1/bc1
+	VBROADCASTSS 16(AX), Z10 // 1/bc2
+	VBROADCASTSS 20(AX), Z11 // eps
+	VBROADCASTSS 24(AX), Z12 // wd
+	VBROADCASTSS 28(AX), Z13 // lr
+	VBROADCASTSS expc<>+352(SB), Z14
+	VSUBPS  Z7, Z14, Z15     // 1-b1
+	VSUBPS  Z8, Z14, Z14     // 1-b2
+	SHRQ $4, CX
+	JZ   awdone
+awloop:
+	VMULPS  (SI), Z6, Z0          // g
+	VMULPS  (R8), Z7, Z1          // b1·m
+	VFMADD231PS Z0, Z15, Z1       // + (1-b1)·g
+	VMOVUPS Z1, (R8)
+	VMULPS  Z0, Z0, Z3            // g²
+	VMULPS  (R9), Z8, Z2          // b2·v
+	VFMADD231PS Z3, Z14, Z2       // + (1-b2)·g²
+	VMOVUPS Z2, (R9)
+	VMULPS  Z10, Z2, Z2
+	VSQRTPS Z2, Z2
+	VADDPS  Z11, Z2, Z2           // √(v/bc2)+eps
+	VMULPS  Z9, Z1, Z1            // m/bc1
+	VDIVPS  Z2, Z1, Z1            // u
+	VMOVUPS (DI), Z4
+	VFMADD231PS Z4, Z12, Z1       // u += wd·θ
+	VFNMADD231PS Z1, Z13, Z4      // θ -= lr·u
+	VMOVUPS Z4, (DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ  awloop
+awdone:
+	VZEROUPPER
+	RET

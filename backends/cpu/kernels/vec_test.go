@@ -6,9 +6,11 @@ import (
 	"testing"
 )
 
-func TestExpSumAccuracy(t *testing.T) {
+func TestExpSumAccuracy(t *testing.T) { forEachISA(t, testExpSumAccuracy) }
+
+func testExpSumAccuracy(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	for _, n := range []int{0, 1, 7, 8, 9, 16, 17, 100, 2049, 5000} {
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 24, 33, 100, 2049, 5000} {
 		src := make([]float32, n)
 		for i := range src {
 			src[i] = float32(r.Float64()*60 - 50)
@@ -47,9 +49,11 @@ func TestExpSumAccuracy(t *testing.T) {
 	}
 }
 
-func TestMax(t *testing.T) {
+func TestMax(t *testing.T) { forEachISA(t, testMax) }
+
+func testMax(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
-	for _, n := range []int{1, 5, 8, 9, 31, 32, 1000} {
+	for _, n := range []int{1, 5, 8, 9, 16, 17, 24, 31, 32, 33, 1000} {
 		x := make([]float32, n)
 		for i := range x {
 			x[i] = float32(r.NormFloat64())
@@ -67,9 +71,11 @@ func TestMax(t *testing.T) {
 	}
 }
 
-func TestSwiGLU(t *testing.T) {
+func TestSwiGLU(t *testing.T) { forEachISA(t, testSwiGLU) }
+
+func testSwiGLU(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
-	for _, n := range []int{1, 8, 13, 64, 100} {
+	for _, n := range []int{1, 8, 13, 16, 24, 40, 64, 100} {
 		g := make([]float32, n)
 		u := make([]float32, n)
 		da := make([]float32, n)
@@ -108,9 +114,11 @@ func TestSwiGLU(t *testing.T) {
 	}
 }
 
-func TestAdamWUpdate(t *testing.T) {
+func TestAdamWUpdate(t *testing.T) { forEachISA(t, testAdamWUpdate) }
+
+func testAdamWUpdate(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
-	for _, n := range []int{1, 8, 29} {
+	for _, n := range []int{1, 8, 16, 29, 40} {
 		data, grad, m, v := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
 		for i := range data {
 			data[i], grad[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
