@@ -181,7 +181,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// TestOracleDifferential checks generated text against the oracle: 1,536
+// TestOracleDifferential checks generated text against the oracle: 1,024
 // strings from a fixed seed by default; MARIN_ORACLE_FUZZ_DURATION runs
 // for that long from MARIN_ORACLE_FUZZ_SEED (default: the clock, logged),
 // logging progress every minute, and MARIN_ORACLE_FUZZ_FINDS appends each
@@ -190,7 +190,7 @@ func TestOracleDifferential(t *testing.T) {
 	fams, toks, files := fuzzFamilies(t)
 	o := startOracle(t, files)
 	seed := uint64(envInt("MARIN_ORACLE_FUZZ_SEED", 15))
-	count := envInt("MARIN_ORACLE_FUZZ_N", 1536)
+	count := envInt("MARIN_ORACLE_FUZZ_N", 1024)
 	var deadline time.Time
 	if d, err := time.ParseDuration(os.Getenv("MARIN_ORACLE_FUZZ_DURATION")); err == nil {
 		deadline = time.Now().Add(d)
