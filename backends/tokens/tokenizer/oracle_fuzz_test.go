@@ -78,14 +78,29 @@ func startOracle(t testing.TB, files []string) *oracleProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start oracle: %v", err)
 	}
-	o := &oracleProc{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20)}
-	t.Cleanup(o.close)
-	return o
+	return &oracleProc{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20)}
 }
 
-func (o *oracleProc) close() {
-	o.in.Close()
-	o.cmd.Wait()
+// sharedOracle is one oracle process on every installed family for the
+// whole test binary (it exits when its stdin closes with the binary).
+var sharedOracle struct {
+	once  sync.Once
+	o     *oracleProc
+	files []string
+}
+
+func familyOracle(t testing.TB, files []string) *oracleProc {
+	sharedOracle.once.Do(func() {
+		sharedOracle.o = startOracle(t, files)
+		sharedOracle.files = files
+	})
+	if sharedOracle.o == nil {
+		t.Skip("oracle did not start")
+	}
+	if !slices.Equal(files, sharedOracle.files) {
+		t.Fatalf("oracle started on %v, asked for %v", sharedOracle.files, files)
+	}
+	return sharedOracle.o
 }
 
 // encode returns the oracle's answers, indexed [file][text].
@@ -188,7 +203,7 @@ func envInt(name string, def int) int {
 // shrunk find to a file as a JSON string.
 func TestOracleDifferential(t *testing.T) {
 	fams, toks, files := fuzzFamilies(t)
-	o := startOracle(t, files)
+	o := familyOracle(t, files)
 	seed := uint64(envInt("MARIN_ORACLE_FUZZ_SEED", 15))
 	count := envInt("MARIN_ORACLE_FUZZ_N", 1024)
 	var deadline time.Time
@@ -266,7 +281,7 @@ func FuzzOracle(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	fams, toks, files := fuzzFamilies(f)
-	o := startOracle(f, files)
+	o := familyOracle(f, files)
 	gen := textGenerator()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := gen.text(rand.New(&bytesSource{data: data}))

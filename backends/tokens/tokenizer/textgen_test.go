@@ -174,22 +174,33 @@ func isAssigned(c rune) bool {
 	return false
 }
 
-// bytesSource is a rand.Source reading a fuzzer's bytes, then zeros, so
-// that a Go fuzz input maps to one generated text and mutations of the
-// input mutate the text's structure.
+// bytesSource is a rand.Source reading a fuzzer's bytes, then a
+// splitmix64 sequence seeded by them (never a constant stream, on which
+// rand's rejection sampling would loop), so that a Go fuzz input maps to
+// one generated text and mutations of the input mutate the text's
+// structure.
 type bytesSource struct {
 	data []byte
 	pos  int
+	mix  uint64
 }
 
 func (s *bytesSource) Uint64() uint64 {
-	var v uint64
-	for i := 0; i < 8; i++ {
-		v <<= 8
-		if s.pos < len(s.data) {
-			v |= uint64(s.data[s.pos])
-			s.pos++
+	if s.pos+8 <= len(s.data) {
+		var v uint64
+		for i := 0; i < 8; i++ {
+			v = v<<8 | uint64(s.data[s.pos+i])
 		}
+		s.pos += 8
+		s.mix ^= v
+		return v
 	}
-	return v
+	for ; s.pos < len(s.data); s.pos++ {
+		s.mix = s.mix<<8 ^ s.mix>>56 ^ uint64(s.data[s.pos])
+	}
+	s.mix += 0x9e3779b97f4a7c15
+	z := s.mix
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
