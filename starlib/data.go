@@ -30,9 +30,6 @@ type instructionDataset struct {
 	DocCount  int64             // rows, when known
 }
 
-// Adapters the transform op understands.
-var adapters = []string{"messages", "sharegpt", "instruction_response", "instruct_column_response", "instruct_msg_response", "orca", "alpaca", "dolly"}
-
 // RowsPerShard is the documents shard size, as in Python Marin.
 const RowsPerShard = 5000
 
@@ -43,8 +40,7 @@ var chatFormatType = &recordType{
 	name: "ChatFormat",
 	fields: []field{
 		{name: "name", kind: kindString, def: starlark.String("hf_template"),
-			check: oneOf("llama3_instruct", "chatml", "llama2", "mistral", "alpaca", "hf_template", "plugin"),
-			doc:   "the rendering: a built-in format, hf_template (the tokenizer's chat template), or plugin"},
+			doc: "the rendering: a built-in format (the tokenize op's schema lists them), hf_template (the tokenizer's chat template), or plugin"},
 		{name: "template", kind: kindString, optional: true, doc: "a Jinja chat template overriding the tokenizer's"},
 		{name: "plugin", kind: kindString, optional: true, doc: "with name=\"plugin\": the format plugin that renders"},
 		{name: "messages_field", kind: kindString, def: starlark.String("messages")},
@@ -86,7 +82,7 @@ func mustPreset(t *recordType, vals map[string]starlark.Value) *Record {
 	for _, k := range keys {
 		kw = append(kw, starlark.Tuple{starlark.String(k), vals[k]})
 	}
-	r, err := newRecord(&starlark.Thread{}, t, t.name, nil, kw, nil)
+	r, err := newRecord(&starlark.Thread{}, t, t.name, nil, kw, nil, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -179,9 +175,6 @@ func getInstructionDataset(thread *starlark.Thread, b *starlark.Builtin, args st
 		}
 		fields = m
 	}
-	if adapter != "" && !contains(adapters, adapter) {
-		return nil, fmt.Errorf("%s: unknown adapter %q; adapters: %s%s", b.Name(), adapter, strings.Join(adapters, ", "), suggest(adapter, adapters))
-	}
 
 	switch {
 	case datasetName != "" && path != "":
@@ -260,6 +253,9 @@ func getInstructionDataset(thread *starlark.Thread, b *starlark.Builtin, args st
 		"rows_per_shard": int64(RowsPerShard),
 	})
 	tr.s.Description = "convert " + d.ID + " to documents"
+	cs := site(thread)
+	download.s.Sources = datasetSources(cs)
+	tr.s.Sources = datasetSources(cs)
 	return tr, nil
 }
 
@@ -334,7 +330,21 @@ func localDataset(thread *starlark.Thread, fn, path, adapter, name string, split
 	}
 	st := newStep(thread, "documents/"+name, "dataset/transform", cfg)
 	st.s.Description = "convert " + path + " to documents"
+	st.s.Sources = datasetSources(site(thread))
 	return st, nil
+}
+
+// datasetSources places a dataset step's config keys at the arguments of
+// get_instruction_dataset that set them.
+func datasetSources(cs *callSite) map[string]graph.Source {
+	src := map[string]graph.Source{"": {Pos: posString(cs.pos), Attr: "get_instruction_dataset"}}
+	for key, arg := range map[string]string{"adapter": "adapter", "splits": "splits", "fields": "fields",
+		"revision": "revision", "input": "path", "source": "dataset_name", "hf_dataset_id": "dataset_name"} {
+		if p, ok := cs.args[arg]; ok {
+			src[key] = graph.Source{Pos: posString(p), Attr: "get_instruction_dataset." + arg}
+		}
+	}
+	return src
 }
 
 // fingerprint hashes a file, or every file under a directory with its
@@ -437,6 +447,12 @@ func defaultTokenize(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		"is_validation": isValidation,
 	})
 	st.s.Description = "tokenize " + name + " with " + tokenizer
+	cs := site(thread)
+	st.s.Sources = map[string]graph.Source{"": {Pos: posString(cs.pos), Attr: "default_tokenize"}}
+	for key, arg := range map[string]string{"input": "dataset", "tokenizer": "tokenizer", "format": "format", "is_validation": "is_validation"} {
+		st.s.Sources[key] = graph.Source{Pos: posString(cs.at(arg)), Attr: "default_tokenize." + arg}
+	}
+	fr.sources("format", st.s.Sources)
 	return st, nil
 }
 

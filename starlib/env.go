@@ -91,6 +91,8 @@ func ExecFile(filename string, src []byte) (*Result, error) {
 		src = b
 	}
 	st := &threadState{}
+	files := newSourceFiles()
+	files.add(filename, src)
 	cache := map[string]*loadEntry{}
 	var loading []string
 
@@ -100,6 +102,7 @@ func ExecFile(filename string, src []byte) (*Result, error) {
 		Print: func(_ *starlark.Thread, msg string) { fmt.Fprintln(os.Stderr, msg) },
 	}
 	thread.SetLocal(stateKey, st)
+	thread.SetLocal(sourcesKey, files)
 	load = func(t *starlark.Thread, module string) (starlark.StringDict, error) {
 		from := t.CallFrame(0).Pos.Filename()
 		key, data, err := resolveLoad(from, module)
@@ -117,6 +120,8 @@ func ExecFile(filename string, src []byte) (*Result, error) {
 		defer func() { loading = loading[:len(loading)-1] }()
 		child := &starlark.Thread{Name: key, Print: t.Print, Load: t.Load}
 		child.SetLocal(stateKey, &threadState{mainCalled: true}) // executor_main only in the main script
+		child.SetLocal(sourcesKey, files)
+		files.add(key, data)
 		pre := predeclared(modName(key))
 		g, err := starlark.ExecFileOptions(fileOptions, child, key, data, pre)
 		cache[key] = &loadEntry{g, err}

@@ -16,19 +16,8 @@ func TestStarlarkErrorsCarryPosition(t *testing.T) {
 		{"undefined.star", "x = 1\ny = nope\n", []string{"undefined.star:2:5:", "undefined: nope"}},
 		{"badkw.star", "\ncfg = SimpleSFTConfig(learning_rat = 1e-5)\n", []string{"badkw.star:2:22:", `unexpected keyword argument "learning_rat"`, `did you mean "learning_rate"`}},
 		{"badtype.star", "cfg = SimpleSFTConfig(train_batch_size = \"8\")\n", []string{"badtype.star:1:22:", "train_batch_size must be an int"}},
-		{"negative.star", "cfg = SimpleSFTConfig(learning_rate = -1)\n", []string{"negative.star:1:22:", "learning_rate: must be positive"}},
 		{"unknown.star", "d = get_instruction_dataset(\"allenai/tulu-3-sft-mixtur\")\n",
 			[]string{"unknown.star:1:28:", `unknown dataset "allenai/tulu-3-sft-mixtur"`, "close matches: allenai/tulu-3-sft-mixture"}},
-		{"seqlen.star", `
-t = default_tokenize(name = "t", dataset = get_instruction_dataset("allenai/tulu-3-sft-mixture"), tokenizer = "a/b", format = llama3_instruct_chat_format)
-m = lm_mixture_data_config(components = {"t": t}, weights = {"t": 1}, max_seq_len = 2048)
-cfg = SimpleSFTConfig(data_config = m, max_seq_len = 4096, model_name_or_path = "x")
-`, []string{"seqlen.star:4:22:", "max_seq_len=4096 differs from the data config's max_seq_len=2048 (made at", "seqlen.star:3:27"}},
-		{"nomodel.star", `
-t = default_tokenize(name = "t", dataset = get_instruction_dataset("allenai/tulu-3-sft-mixture"), tokenizer = "a/b", format = llama3_instruct_chat_format)
-cfg = SimpleSFTConfig(data_config = t)
-s = default_sft(name = "x", sft_config = cfg)
-`, []string{"nomodel.star:4:16:", "no model", "made at", "nomodel.star:3:22"}},
 		{"weights.star", `
 t = default_tokenize(name = "t", dataset = get_instruction_dataset("allenai/tulu-3-sft-mixture"), tokenizer = "a/b", format = llama3_instruct_chat_format)
 m = lm_mixture_data_config(components = {"tulu": t}, weights = {"tlu": 1})
@@ -44,6 +33,9 @@ executor_main(s)
 		{"badname.star", "s = ExecutorStep(name = \"../a\", op = \"x\")\n", []string{"badname.star:1:17:", "must not contain . or .. segments"}},
 		{"inner.star", "def f():\n    return SimpleSFTConfig(seed = \"x\")\nf()\n", []string{"inner.star:2:27:", "seed must be an int"}},
 	}
+	// Values out of range, a max_seq_len that differs from the data's, no
+	// model… are the ops' schemas' business, reported at plan time: see
+	// cmd/marin's TestPlanTimeDiagnostics.
 	for _, c := range cases {
 		msg := f.execErr(c.name, c.src)
 		mustContain(t, msg, c.wants...)

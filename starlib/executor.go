@@ -81,6 +81,19 @@ func executorStep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	}
 	st := newStep(thread, name, op, cfg)
 	st.s.Description = desc
+	cs := site(thread)
+	st.s.Sources = map[string]graph.Source{"": {Pos: posString(cs.at("config")), Attr: "ExecutorStep.config"}}
+	if r, ok := config.(*Record); ok {
+		r.sources("", st.s.Sources)
+	}
+	if m, ok := config.(*MixtureConfig); ok {
+		m.sources("", st.s.Sources)
+	}
+	for k, p := range cs.args {
+		if rest, ok := strings.CutPrefix(k, "config."); ok {
+			st.s.Sources[rest] = graph.Source{Pos: posString(p), Attr: "ExecutorStep.config." + rest}
+		}
+	}
 	st.s.OverrideOutputPath = override
 	if timeout != starlark.None {
 		d, err := durationArg(timeout)

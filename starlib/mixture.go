@@ -7,6 +7,8 @@ import (
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
+
+	"github.com/marin-go/marin/host/graph"
 )
 
 // MixtureConfig is the value of lm_mixture_data_config: tokenized components
@@ -22,6 +24,9 @@ type MixtureConfig struct {
 	blockSize int64
 	stop      string
 	pos       syntax.Position
+	// src is where the script wrote each part, by path relative to the
+	// data config ("components.tulu", "components.tulu.weight", …).
+	src map[string]graph.Source
 }
 
 var _ starlark.HasAttrs = (*MixtureConfig)(nil)
@@ -66,17 +71,34 @@ func (m *MixtureConfig) Attr(name string) (starlark.Value, error) {
 	return nil, nil
 }
 
-// normalized returns train weights summing to one.
+// normalized returns train weights summing to one. Weights that cannot be
+// normalised (a negative one, or all zero) are returned as given, for the
+// train op's schema to report.
 func (m *MixtureConfig) normalized() map[string]float64 {
 	var sum float64
+	bad := false
 	for _, w := range m.weights {
 		sum += w
+		bad = bad || w < 0
 	}
 	out := map[string]float64{}
 	for n, w := range m.weights {
-		out[n] = w / sum
+		if bad || sum <= 0 {
+			out[n] = w
+		} else {
+			out[n] = w / sum
+		}
 	}
 	return out
+}
+
+// sources records where the script wrote each part of the mixture, under
+// the config path prefix.
+func (m *MixtureConfig) sources(prefix string, out map[string]graph.Source) {
+	out[prefix] = graph.Source{Pos: posString(m.pos), Attr: "lm_mixture_data_config"}
+	for k, src := range m.src {
+		out[joinKey(prefix, k)] = src
+	}
 }
 
 // configValue is the mixture as it appears in a train step's config. Weights
@@ -91,7 +113,7 @@ func (m *MixtureConfig) configValue() (any, error) {
 			return nil, fmt.Errorf("component %q: %w", n, err)
 		}
 		w, train := norm[n]
-		comps[n] = map[string]any{"cache": cache, "weight": w, "validation_only": !train}
+		comps[n] = map[string]any{"cache": cache, "weight": w, "validation_only": !train || w == 0}
 	}
 	msl, err := toConfig(m.maxSeqLen)
 	if err != nil {
@@ -160,25 +182,24 @@ func lmMixtureDataConfig(thread *starlark.Thread, b *starlark.Builtin, args star
 	if !ok {
 		return nil, fmt.Errorf("%s: weights must be a dict of name -> number, got %s", b.Name(), weights.Type())
 	}
-	if maxSeqLen != starlark.None {
-		n, ok := maxSeqLen.(starlark.Int)
-		if !ok || n.Sign() <= 0 {
-			return nil, fmt.Errorf("%s: max_seq_len must be a positive int, got %s", b.Name(), maxSeqLen)
-		}
+	// Values the train op checks (max_seq_len, permutation_type,
+	// stop_strategy, mixture_block_size, the weights' signs) are its schema's
+	// business; here only what the builtin itself needs.
+	cs := site(thread)
+	compArg, weightArg := "components", "weights"
+	if datasets != starlark.None {
+		compArg = "datasets"
 	}
-	if err := oneOf("feistel", "linear")(starlark.String(perm)); err != nil {
-		return nil, fmt.Errorf("%s: permutation_type %w", b.Name(), err)
-	}
-	if err := oneOf("restart")(starlark.String(stop)); err != nil {
-		return nil, fmt.Errorf("%s: stop_strategy %w (the only strategy Marin implements)", b.Name(), err)
-	}
-	if blockSize <= 0 {
-		return nil, fmt.Errorf("%s: mixture_block_size must be positive, got %d", b.Name(), blockSize)
+	if mixtureWeights != starlark.None {
+		weightArg = "mixture_weights"
 	}
 	m := &MixtureConfig{
 		caches: map[string]starlark.Value{}, weights: map[string]float64{},
 		maxSeqLen: maxSeqLen, perm: perm, shuffle: shuffle, blockSize: int64(blockSize), stop: stop,
-		pos: callerPos(thread),
+		pos: cs.pos, src: map[string]graph.Source{},
+	}
+	for _, kw := range []string{"max_seq_len", "permutation_type", "shuffle", "mixture_block_size", "stop_strategy"} {
+		m.src[kw] = graph.Source{Pos: posString(cs.at(kw)), Attr: "lm_mixture_data_config." + kw}
 	}
 	for _, item := range cd.Items() {
 		n, ok := starlark.AsString(item[0])
@@ -192,9 +213,9 @@ func lmMixtureDataConfig(thread *starlark.Thread, b *starlark.Builtin, args star
 		}
 		m.names = append(m.names, n)
 		m.caches[n] = item[1]
+		m.src["components."+n] = graph.Source{Pos: posString(cs.at(compArg + "." + n)), Attr: fmt.Sprintf("lm_mixture_data_config.%s[%q]", compArg, n)}
 	}
 	sort.Strings(m.names)
-	var total float64
 	for _, item := range wd.Items() {
 		n, _ := starlark.AsString(item[0])
 		if _, ok := m.caches[n]; !ok {
@@ -209,16 +230,13 @@ func lmMixtureDataConfig(thread *starlark.Thread, b *starlark.Builtin, args star
 		default:
 			return nil, fmt.Errorf("%s: weight of %q must be a number, got %s", b.Name(), n, item[1].Type())
 		}
-		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
-			return nil, fmt.Errorf("%s: weight of %q must be a finite number >= 0, got %v", b.Name(), n, w)
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return nil, fmt.Errorf("%s: weight of %q must be a finite number, got %v", b.Name(), n, w)
 		}
-		if w > 0 {
+		m.src["components."+n+".weight"] = graph.Source{Pos: posString(cs.at(weightArg + "." + n)), Attr: fmt.Sprintf("lm_mixture_data_config.%s[%q]", weightArg, n)}
+		if w != 0 {
 			m.weights[n] = w
-			total += w
 		}
-	}
-	if total == 0 {
-		return nil, fmt.Errorf("%s: all weights are zero: at least one component must be trained on", b.Name())
 	}
 	if !missingAreValidation {
 		for _, n := range m.names {

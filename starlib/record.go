@@ -62,6 +62,8 @@ type Record struct {
 	typ    *recordType
 	values map[string]starlark.Value
 	pos    syntax.Position
+	// fieldPos is where each field given as a keyword was written.
+	fieldPos map[string]syntax.Position
 }
 
 var (
@@ -114,6 +116,14 @@ func (r *Record) AttrNames() []string {
 // Get returns a field value.
 func (r *Record) Get(name string) starlark.Value { return r.values[name] }
 
+// fieldPosOr is where field name was written, else where the record was made.
+func (r *Record) fieldPosOr(name string) syntax.Position {
+	if p, ok := r.fieldPos[name]; ok {
+		return p
+	}
+	return r.pos
+}
+
 // Pos is the script position that made the record.
 func (r *Record) Pos() syntax.Position { return r.pos }
 
@@ -126,7 +136,7 @@ func (r *Record) replace(thread *starlark.Thread, b *starlark.Builtin, args star
 	for k, v := range r.values {
 		base[k] = v
 	}
-	return newRecord(thread, r.typ, b.Name(), nil, kwargs, base)
+	return newRecord(thread, r.typ, b.Name(), nil, kwargs, base, r.fieldPos)
 }
 
 // recordConstructor is the builtin that makes records of one type.
@@ -139,17 +149,21 @@ func (c *recordConstructor) Truth() starlark.Bool  { return starlark.True }
 func (c *recordConstructor) Hash() (uint32, error) { return starlark.String(c.typ.name).Hash() }
 func (c *recordConstructor) Name() string          { return c.typ.name }
 func (c *recordConstructor) CallInternal(thread *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return newRecord(thread, c.typ, c.typ.name, args, kwargs, nil)
+	return newRecord(thread, c.typ, c.typ.name, args, kwargs, nil, nil)
 }
 
-func newRecord(thread *starlark.Thread, t *recordType, fn string, args starlark.Tuple, kwargs []starlark.Tuple, base map[string]starlark.Value) (*Record, error) {
+func newRecord(thread *starlark.Thread, t *recordType, fn string, args starlark.Tuple, kwargs []starlark.Tuple, base map[string]starlark.Value, basePos map[string]syntax.Position) (*Record, error) {
 	if len(args) > 0 {
 		return nil, fmt.Errorf("%s: takes keyword arguments only (got %d positional)", fn, len(args))
 	}
-	r := &Record{typ: t, values: map[string]starlark.Value{}, pos: callerPos(thread)}
+	cs := site(thread)
+	r := &Record{typ: t, values: map[string]starlark.Value{}, pos: cs.pos, fieldPos: map[string]syntax.Position{}}
 	for _, f := range t.fields {
 		if base != nil {
 			r.values[f.name] = base[f.name]
+			if p, ok := basePos[f.name]; ok {
+				r.fieldPos[f.name] = p
+			}
 		} else if f.def != nil {
 			r.values[f.name] = f.def
 		} else {
@@ -167,6 +181,7 @@ func newRecord(thread *starlark.Thread, t *recordType, fn string, args starlark.
 			return nil, err
 		}
 		r.values[name] = v
+		r.fieldPos[name] = cs.at(name)
 	}
 	if t.validate != nil {
 		if err := t.validate(r); err != nil {
@@ -241,45 +256,31 @@ func (r *Record) configValue() (any, error) {
 	return m, nil
 }
 
-// Numeric checks shared by config classes.
-func positive(v starlark.Value) error {
-	switch x := v.(type) {
-	case starlark.Int:
-		if x.Sign() <= 0 {
-			return fmt.Errorf("must be positive, got %s", x)
+// sources records where each field of r (and of records nested in it) was
+// written, under the config path prefix.
+func (r *Record) sources(prefix string, out map[string]graph.Source) {
+	for _, f := range r.typ.fields {
+		key := joinKey(prefix, f.name)
+		p, ok := r.fieldPos[f.name]
+		if !ok {
+			p = r.pos
 		}
-	case starlark.Float:
-		if x <= 0 {
-			return fmt.Errorf("must be positive, got %s", x)
+		out[key] = graph.Source{Pos: posString(p), Attr: r.typ.name + "." + f.name}
+		switch v := r.values[f.name].(type) {
+		case *Record:
+			v.sources(key, out)
+		case *MixtureConfig:
+			v.sources(key, out)
 		}
 	}
-	return nil
 }
 
-func nonNegative(v starlark.Value) error {
-	switch x := v.(type) {
-	case starlark.Int:
-		if x.Sign() < 0 {
-			return fmt.Errorf("must not be negative, got %s", x)
-		}
-	case starlark.Float:
-		if x < 0 {
-			return fmt.Errorf("must not be negative, got %s", x)
-		}
+// joinKey joins dotted config paths.
+func joinKey(prefix, key string) string {
+	if prefix == "" {
+		return key
 	}
-	return nil
-}
-
-func oneOf(choices ...string) func(starlark.Value) error {
-	return func(v starlark.Value) error {
-		s, _ := starlark.AsString(v)
-		for _, c := range choices {
-			if s == c {
-				return nil
-			}
-		}
-		return fmt.Errorf("must be one of %s, got %q", strings.Join(quoteAll(choices), ", "), s)
-	}
+	return prefix + "." + key
 }
 
 func quoteAll(ss []string) []string {

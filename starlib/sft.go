@@ -11,53 +11,55 @@ import (
 
 // resourceConfigType says where a step runs. It never changes results, so
 // it is recorded but not hashed. JaxDistributedConfig is an alias so
-// Python-shaped scripts read the same.
+// Python-shaped scripts read the same. Which values are valid is the
+// business of the plugins: backend names the backend plugin that trains
+// (the host checks it against the plugins of kind backend), and each
+// engine's op schema says which devices it can use.
 var resourceConfigType = &recordType{
 	name: "ResourceConfig",
 	fields: []field{
-		{name: "backend", kind: kindString, def: starlark.String("cpu"), check: oneOf("cpu", "gomlx"),
+		{name: "backend", kind: kindString, def: starlark.String("cpu"),
 			doc: "compute backend: cpu (pure-Go reference) or gomlx (XLA)"},
-		{name: "device", kind: kindString, def: starlark.String("cpu"), check: oneOf("cpu", "cuda", "tpu"),
-			doc: "device kind the backend uses"},
-		{name: "num_devices", kind: kindInt, def: starlark.MakeInt(0), check: nonNegative, doc: "devices to use, 0 for all"},
-		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), check: positive},
+		{name: "device", kind: kindString, def: starlark.String("auto"),
+			doc: "device kind the backend uses: auto (its best available: an accelerator when its runtime is configured, else the CPU), cpu, cuda or tpu"},
+		{name: "num_devices", kind: kindInt, def: starlark.MakeInt(0), doc: "devices to use, 0 for all"},
+		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1)},
 		{name: "pjrt_plugin", kind: kindString, optional: true, doc: "absolute path of a PJRT plugin .so for gomlx on accelerators"},
-		{name: "threads", kind: kindInt, def: starlark.MakeInt(0), check: nonNegative, doc: "CPU threads, 0 for all cores"},
+		{name: "threads", kind: kindInt, def: starlark.MakeInt(0), doc: "CPU threads, 0 for all cores"},
 	},
 }
 
-// sftConfigType mirrors Python Marin's SimpleSFTConfig, with its defaults.
+// sftConfigType mirrors Python Marin's SimpleSFTConfig, with its keyword
+// names and defaults. The rules the values must follow (ranges, enums, "one
+// model source", "steps or epochs") are the train op's schema
+// (backends/train), checked by the host at plan time with this record's
+// positions.
 var sftConfigType = &recordType{
 	name: "SimpleSFTConfig",
 	fields: []field{
 		{name: "data_config", kind: kindAny, optional: true, doc: "a tokenized step or lm_mixture_data_config(...)"},
-		{name: "train_batch_size", kind: kindInt, def: starlark.MakeInt(128), check: positive},
-		{name: "num_train_steps", kind: kindInt, optional: true, check: positive, doc: "default 10000 unless num_train_epochs is set"},
-		{name: "num_train_epochs", kind: kindFloat, optional: true, check: positive, doc: "resolved from the tokenized caches' counts"},
-		{name: "learning_rate", kind: kindFloat, def: starlark.Float(5e-6), check: positive},
-		{name: "max_seq_len", kind: kindInt, def: starlark.MakeInt(4096), check: positive},
+		{name: "train_batch_size", kind: kindInt, def: starlark.MakeInt(128)},
+		{name: "num_train_steps", kind: kindInt, optional: true, doc: "default 10000 unless num_train_epochs is set"},
+		{name: "num_train_epochs", kind: kindFloat, optional: true, doc: "resolved from the tokenized caches' counts"},
+		{name: "learning_rate", kind: kindFloat, def: starlark.Float(5e-6)},
+		{name: "max_seq_len", kind: kindInt, def: starlark.MakeInt(4096)},
 		{name: "tokenizer", kind: kindString, optional: true},
 		{name: "model_name_or_path", kind: kindString, optional: true},
 		{name: "initialize_from_checkpoint_path", kind: kindAny, optional: true},
-		{name: "weight_decay", kind: kindFloat, def: starlark.Float(0), check: nonNegative},
-		{name: "warmup", kind: kindFloat, def: starlark.Float(0.03), check: nonNegative, doc: "fraction of steps (< 1) or a step count"},
-		{name: "cooldown", kind: kindFloat, def: starlark.Float(0), check: nonNegative, doc: "fraction of steps of final decay"},
-		{name: "lr_schedule", kind: kindString, def: starlark.String("linear"), check: oneOf("linear", "cosine", "constant")},
-		{name: "min_lr_ratio", kind: kindFloat, def: starlark.Float(0), check: func(v starlark.Value) error {
-			if f := float64(v.(starlark.Float)); f < 0 || f > 1 {
-				return fmt.Errorf("must be in [0, 1], got %v", f)
-			}
-			return nil
-		}},
-		{name: "max_grad_norm", kind: kindFloat, def: starlark.Float(1.0), check: positive, doc: "None means 1.0, as in Marin"},
-		{name: "steps_per_eval", kind: kindInt, def: starlark.MakeInt(1000), check: positive, nonSemantic: true},
-		{name: "steps_per_checkpoint", kind: kindInt, def: starlark.MakeInt(1000), check: positive, nonSemantic: true},
-		{name: "steps_per_hf_export", kind: kindInt, def: starlark.MakeInt(500), check: positive, nonSemantic: true},
-		{name: "mixture_block_size", kind: kindInt, def: starlark.MakeInt(2048), check: positive},
-		{name: "stop_strategy", kind: kindString, def: starlark.String("restart"), check: oneOf("restart")},
+		{name: "weight_decay", kind: kindFloat, def: starlark.Float(0)},
+		{name: "warmup", kind: kindFloat, def: starlark.Float(0.03), doc: "fraction of steps (< 1) or a step count"},
+		{name: "cooldown", kind: kindFloat, def: starlark.Float(0), doc: "fraction of steps of final decay"},
+		{name: "lr_schedule", kind: kindString, def: starlark.String("linear")},
+		{name: "min_lr_ratio", kind: kindFloat, def: starlark.Float(0)},
+		{name: "max_grad_norm", kind: kindFloat, def: starlark.Float(1.0), doc: "None means 1.0, as in Marin"},
+		{name: "steps_per_eval", kind: kindInt, def: starlark.MakeInt(1000), nonSemantic: true},
+		{name: "steps_per_checkpoint", kind: kindInt, def: starlark.MakeInt(1000), nonSemantic: true},
+		{name: "steps_per_hf_export", kind: kindInt, def: starlark.MakeInt(500), nonSemantic: true},
+		{name: "mixture_block_size", kind: kindInt, def: starlark.MakeInt(2048)},
+		{name: "stop_strategy", kind: kindString, def: starlark.String("restart")},
 		{name: "seed", kind: kindInt, def: starlark.MakeInt(0)},
-		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), check: positive, nonSemantic: true},
-		{name: "z_loss_weight", kind: kindFloat, def: starlark.Float(0), check: nonNegative},
+		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), nonSemantic: true},
+		{name: "z_loss_weight", kind: kindFloat, def: starlark.Float(0)},
 		{name: "resources", kind: kindAny, optional: true, nonSemantic: true, doc: "ResourceConfig / JaxDistributedConfig"},
 	},
 	validate: func(r *Record) error {
@@ -65,21 +67,11 @@ var sftConfigType = &recordType{
 			r.values["max_grad_norm"] = starlark.Float(1.0)
 		}
 		steps, epochs := r.Get("num_train_steps"), r.Get("num_train_epochs")
-		if steps != starlark.None && epochs != starlark.None {
-			return fmt.Errorf("give num_train_steps or num_train_epochs, not both")
-		}
 		if steps == starlark.None && epochs == starlark.None {
 			r.values["num_train_steps"] = starlark.MakeInt(10000)
 		}
 		switch d := r.Get("data_config").(type) {
 		case starlark.NoneType, *Step, *InputName, *MixtureConfig:
-			if m, ok := d.(*MixtureConfig); ok {
-				if n, ok := m.maxSeqLen.(starlark.Int); ok {
-					if msl, _ := r.Get("max_seq_len").(starlark.Int); n.BigInt().Cmp(msl.BigInt()) != 0 {
-						return fmt.Errorf("max_seq_len=%s differs from the data config's max_seq_len=%s (made at %s); they must match", msl, n, m.pos)
-					}
-				}
-			}
 		default:
 			return fmt.Errorf("data_config must be a tokenized step or lm_mixture_data_config(...), got %s", d.Type())
 		}
@@ -152,14 +144,6 @@ func defaultSFT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	default:
 		return nil, fmt.Errorf("%s: tokenized must be a tokenized step or lm_mixture_data_config(...), got %s", b.Name(), data.Type())
 	}
-	if n, ok := mix.maxSeqLen.(starlark.Int); ok {
-		if msl := cfg.Get("max_seq_len").(starlark.Int); n.BigInt().Cmp(msl.BigInt()) != 0 {
-			return nil, fmt.Errorf("%s: sft_config.max_seq_len=%s differs from the data config's max_seq_len=%s; they must match", b.Name(), msl, n)
-		}
-	}
-	if modelConfig == starlark.None && cfg.Get("model_name_or_path") == starlark.None && cfg.Get("initialize_from_checkpoint_path") == starlark.None {
-		return nil, fmt.Errorf("%s: no model: set model_name_or_path or initialize_from_checkpoint_path in SimpleSFTConfig (made at %s), or pass model_config= to train from scratch", b.Name(), cfg.pos)
-	}
 
 	conf, err := cfg.configValue()
 	if err != nil {
@@ -184,6 +168,7 @@ func defaultSFT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	m["tags"] = graph.Unversioned{Value: stringsToAny(tags)}
 	st := newStep(thread, stepName, "train", m)
+	st.s.Sources = sftSources(site(thread), cfg, mix, tokenized != starlark.None)
 	st.s.Description = "fine-tune " + name
 	// The backend routes the op ("gomlx/train"); it is not hashed.
 	st.s.Backend = "cpu"
@@ -191,6 +176,36 @@ func defaultSFT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		st.s.Backend, _ = starlark.AsString(res.Get("backend"))
 	}
 	return st, nil
+}
+
+// sftSources says where the script wrote each part of a train step's config.
+func sftSources(cs *callSite, cfg *Record, mix *MixtureConfig, dataFromKwarg bool) map[string]graph.Source {
+	src := map[string]graph.Source{"": {Pos: posString(cs.pos), Attr: "default_sft"}}
+	cfg.sources("", src)
+	for k := range src {
+		if k == "data_config" || strings.HasPrefix(k, "data_config.") {
+			delete(src, k)
+		}
+	}
+	mix.sources("data", src)
+	if !mix.pos.IsValid() { // one tokenized step, not lm_mixture_data_config
+		if dataFromKwarg {
+			src["data"] = graph.Source{Pos: posString(cs.at("tokenized")), Attr: "default_sft.tokenized"}
+		} else {
+			src["data"] = graph.Source{Pos: posString(cfg.fieldPosOr("data_config")), Attr: "SimpleSFTConfig.data_config"}
+		}
+		// The single component's limits are SimpleSFTConfig's.
+		src["data.max_seq_len"] = src["max_seq_len"]
+		src["data.mixture_block_size"] = src["mixture_block_size"]
+	}
+	src["model_config"] = graph.Source{Pos: posString(cs.at("model_config")), Attr: "default_sft.model_config"}
+	for k, p := range cs.args {
+		if rest, ok := strings.CutPrefix(k, "model_config."); ok {
+			src[k] = graph.Source{Pos: posString(p), Attr: "default_sft.model_config." + rest}
+		}
+	}
+	src["tags"] = graph.Source{Pos: posString(cs.at("tags")), Attr: "default_sft.tags"}
+	return src
 }
 
 func intField(r *Record, name string) int64 {

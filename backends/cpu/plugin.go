@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"github.com/marin-go/marin/backends/cpu/evaluate"
+	"github.com/marin-go/marin/backends/cpu/kernels"
 	"github.com/marin-go/marin/backends/tokens/tokenize"
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -13,6 +14,20 @@ const Name = "cpu"
 // Version is the plugin's version; it is recorded in .executor_info.
 const Version = "0.1.0"
 
+// Engine is the CPU engine as the train op sees it: it runs on the host's
+// cores ("auto" and "cpu" are the same device here); resources.threads
+// bounds the threads its kernels use.
+var Engine = train.EngineSpec{
+	Name:    Name,
+	Devices: []string{"auto", "cpu"},
+	New: func(res train.Resources) (train.EngineFactory, error) {
+		if res.Threads > 0 {
+			kernels.SetThreads(res.Threads)
+		}
+		return NewEngine, nil
+	},
+}
+
 // Plugin describes the cpu backend plugin and its ops: tokenize, train
 // (behind default_sft) on this engine, and eval/exact_match.
 func Plugin() *sdk.Plugin {
@@ -20,7 +35,7 @@ func Plugin() *sdk.Plugin {
 		Name: Name, Kind: sdk.KindBackend, Version: Version,
 		Ops: map[string]sdk.Op{
 			tokenize.OpName:       tokenize.Op(),
-			train.OpName:          train.Op(Name, NewEngine),
+			train.OpName:          train.Op(Engine),
 			evaluate.ExactMatchOp: evaluate.Op(),
 		},
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
+	"github.com/marin-go/marin/backends/train"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -31,12 +33,10 @@ func Plugin() *sdk.Plugin {
 	return &sdk.Plugin{
 		Name: PluginName, Kind: sdk.KindBackend, Version: PluginVersion,
 		Ops: map[string]sdk.Op{
-			OpTrain: {
-				Description: "train a Llama-family model on token caches on GoMLX (the cpu train op's data, schedule, checkpoints and exports)",
-				Run:         runTrain,
-			},
+			OpTrain: train.Op(Engine),
 			OpGenerate: {
 				Description: "sample continuations from an HF model directory or checkpoint on GoMLX (XLA on accelerators)",
+				Schema:      schema.MustFromStruct(generateConfig{}),
 				Run:         runGenerate,
 			},
 		},
@@ -58,6 +58,11 @@ func (r Resources) Options() (Options, error) {
 		return Options{}, &sdk.Diagnostic{Summary: fmt.Sprintf("resources.backend is %q, but this is the gomlx backend", r.Backend), Attribute: "resources.backend"}
 	}
 	switch r.Device {
+	case "auto":
+		if r.PJRTPlugin != "" || os.Getenv(PJRTPluginEnv) != "" {
+			return Options{Engine: EngineXLA, PJRTPlugin: r.PJRTPlugin, Devices: r.NumDevices}, nil
+		}
+		return Options{Engine: EngineGo, Devices: r.NumDevices}, nil
 	case "", "cpu":
 		if r.PJRTPlugin != "" {
 			// An explicit plugin on cpu means XLA's CPU plugin.
@@ -67,7 +72,7 @@ func (r Resources) Options() (Options, error) {
 	case "cuda", "tpu":
 		return Options{Engine: EngineXLA, PJRTPlugin: r.PJRTPlugin, Devices: r.NumDevices}, nil
 	}
-	return Options{}, &sdk.Diagnostic{Summary: fmt.Sprintf("resources.device %q: want cpu, cuda or tpu", r.Device), Attribute: "resources.device"}
+	return Options{}, &sdk.Diagnostic{Summary: fmt.Sprintf("resources.device %q: want auto, cpu, cuda or tpu", r.Device), Attribute: "resources.device"}
 }
 
 type generateConfig struct {
@@ -79,7 +84,7 @@ type generateConfig struct {
 	Temperature  float64   `json:"temperature"`
 	Seed         uint64    `json:"seed"`
 	StopTokenIDs []int32   `json:"stop_token_ids"`
-	Resources    Resources `json:"resources"`
+	Resources    Resources `json:"resources" schema:"open"`
 }
 
 // generation is one line of generations.jsonl.

@@ -1,8 +1,6 @@
 package gomlx
 
 import (
-	"context"
-
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/sdk"
 )
@@ -11,17 +9,45 @@ import (
 // resources.backend = "gomlx" (or `marin --backend gomlx`) are sent here.
 const OpTrain = "gomlx/train"
 
-func runTrain(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
-	var cfg struct {
-		Resources Resources `json:"resources"`
+// Engine is the GoMLX engine as the train op sees it. Devices: auto (XLA
+// when a PJRT plugin is configured by resources.pjrt_plugin or
+// $MARIN_PJRT_PLUGIN, else GoMLX's pure-Go engine on the CPU), cpu (the
+// pure-Go engine, or XLA's CPU plugin when one is named), cuda and tpu (XLA
+// through the PJRT plugin, which must be configured).
+var Engine = train.EngineSpec{
+	Name:    PluginName,
+	Devices: []string{"auto", "cpu", "cuda", "tpu"},
+	New: func(res train.Resources) (train.EngineFactory, error) {
+		opts, err := resourcesOf(res).Options()
+		if err != nil {
+			return nil, err
+		}
+		return EngineFactory(opts), nil
+	},
+	Plan: func(res train.Resources) []*sdk.Diagnostic {
+		r := resourcesOf(res)
+		if r.Device != "cuda" && r.Device != "tpu" && r.PJRTPlugin == "" {
+			return nil
+		}
+		opts, err := r.Options()
+		if err == nil {
+			_, err = opts.backendConfig()
+		}
+		if err != nil {
+			attr := "resources.device"
+			if r.PJRTPlugin != "" {
+				attr = "resources.pjrt_plugin"
+			}
+			return []*sdk.Diagnostic{{Summary: err.Error(), Attribute: attr}}
+		}
+		return nil
+	},
+}
+
+func resourcesOf(res train.Resources) Resources {
+	r := Resources{Backend: PluginName, Device: res.Device, NumDevices: res.NumDevices}
+	if res.PJRTPlugin != nil {
+		r.PJRTPlugin = *res.PJRTPlugin
 	}
-	if err := req.Decode(&cfg); err != nil {
-		return err
-	}
-	cfg.Resources.Backend = PluginName // routed here whatever the script said
-	opts, err := cfg.Resources.Options()
-	if err != nil {
-		return err
-	}
-	return train.RunWith(ctx, req, r, PluginName, EngineFactory(opts))
+	return r
 }

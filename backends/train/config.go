@@ -1,125 +1,152 @@
 package train
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"sort"
+
+	"github.com/marin-go/marin/plugins/schema"
 )
 
 // Config is the train step's config, as starlib's default_sft writes it
-// (SimpleSFTConfig's fields plus "data", "model_config" and "resources").
+// (SimpleSFTConfig's fields plus "data", "model_config", "resources" and
+// "tags"). Its tags are the op's schema (see Schema): the host checks every
+// step against it while planning, and the op decodes strictly with it.
 type Config struct {
-	Data DataConfig `json:"data"`
+	Data DataConfig `json:"data" schema:"required" doc:"the token caches to train on (lm_mixture_data_config)"`
 
-	TrainBatchSize int      `json:"train_batch_size"`
-	NumTrainSteps  *int64   `json:"num_train_steps"`
-	NumTrainEpochs *float64 `json:"num_train_epochs"`
-	MaxSeqLen      int      `json:"max_seq_len"`
+	TrainBatchSize int      `json:"train_batch_size" schema:"gt=0,default=128" doc:"sequences per optimizer step"`
+	NumTrainSteps  *int64   `json:"num_train_steps" schema:"gt=0" doc:"optimizer steps"`
+	NumTrainEpochs *float64 `json:"num_train_epochs" schema:"gt=0" doc:"passes over the weighted components, resolved from the caches' sizes"`
+	MaxSeqLen      int      `json:"max_seq_len" schema:"gt=1" doc:"tokens per sequence (default: data.max_seq_len)"`
 
-	LearningRate float64  `json:"learning_rate"`
-	WeightDecay  float64  `json:"weight_decay"`
-	Warmup       float64  `json:"warmup"`
-	Cooldown     float64  `json:"cooldown"`
-	LRSchedule   string   `json:"lr_schedule"`
-	MinLRRatio   float64  `json:"min_lr_ratio"`
-	MaxGradNorm  *float64 `json:"max_grad_norm"`
-	ZLossWeight  float64  `json:"z_loss_weight"`
-	Seed         int64    `json:"seed"`
+	LearningRate float64  `json:"learning_rate" schema:"min=0,default=5e-6" doc:"peak learning rate"`
+	WeightDecay  float64  `json:"weight_decay" schema:"min=0" doc:"AdamW's decoupled weight decay"`
+	Warmup       float64  `json:"warmup" schema:"min=0" doc:"warmup: a fraction of the steps (< 1) or a step count"`
+	Cooldown     float64  `json:"cooldown" schema:"min=0" doc:"the final decay span: a fraction of the steps or a step count"`
+	LRSchedule   string   `json:"lr_schedule" schema:"enum=linear|cosine|constant,default=linear" doc:"decay shape after warmup"`
+	MinLRRatio   float64  `json:"min_lr_ratio" schema:"min=0,max=1" doc:"the final learning rate as a fraction of the peak"`
+	MaxGradNorm  *float64 `json:"max_grad_norm" schema:"gt=0" doc:"global gradient-norm clip (null: 1.0)"`
+	ZLossWeight  float64  `json:"z_loss_weight" schema:"min=0" doc:"weight of the z-loss (logsumexp squared)"`
+	Seed         int64    `json:"seed" doc:"data order and initialisation seed"`
 
-	StepsPerEval       int64  `json:"steps_per_eval"`
-	StepsPerCheckpoint int64  `json:"steps_per_checkpoint"`
-	StepsPerHFExport   int64  `json:"steps_per_hf_export"`
-	MixtureBlockSize   int    `json:"mixture_block_size"`
-	StopStrategy       string `json:"stop_strategy"`
+	StepsPerEval       int64  `json:"steps_per_eval" schema:"min=0" doc:"validation loss cadence (0: only at the end)"`
+	StepsPerCheckpoint int64  `json:"steps_per_checkpoint" schema:"min=0" doc:"checkpoint cadence (0: only at the end)"`
+	StepsPerHFExport   int64  `json:"steps_per_hf_export" schema:"min=0" doc:"hf/ export cadence (0: only at the end)"`
+	MixtureBlockSize   int    `json:"mixture_block_size" schema:"gt=0" doc:"sequences per mixture block (default: data.mixture_block_size, else 2048)"`
+	StopStrategy       string `json:"stop_strategy" schema:"enum=restart" doc:"what a component that runs out does"`
+	NodeCount          int    `json:"node_count" schema:"min=1" doc:"nodes (SimpleSFTConfig.node_count)"`
 
 	// The model: exactly one of these (model_config trains from scratch).
-	ModelNameOrPath              *string         `json:"model_name_or_path"`
-	InitializeFromCheckpointPath *string         `json:"initialize_from_checkpoint_path"`
-	ModelConfig                  json.RawMessage `json:"model_config"`
-	Tokenizer                    *string         `json:"tokenizer"`
+	ModelNameOrPath              *string         `json:"model_name_or_path" doc:"an HF model directory, a training step's output or a hub id"`
+	InitializeFromCheckpointPath *string         `json:"initialize_from_checkpoint_path" doc:"a checkpoint to take the weights from (the optimizer starts fresh)"`
+	ModelConfig                  json.RawMessage `json:"model_config" doc:"an HF LlamaConfig: train a new model from scratch"`
+	Tokenizer                    *string         `json:"tokenizer" doc:"the tokenizer the caches were made with"`
 
-	Resources Resources `json:"resources"`
+	Resources Resources `json:"resources" schema:"open" doc:"ResourceConfig: where the step runs (never part of the version)"`
+	Tags      []string  `json:"tags" doc:"default_sft's tags"`
 
-	// Extensions of this backend (not set by SimpleSFTConfig; scripts may
-	// add them to a step config by hand):
-	// MicroBatchSize fixes the sequences per forward/backward pass (0:
-	// chosen from ActivationMemory).
-	MicroBatchSize int `json:"micro_batch_size"`
-	// CheckpointMinutes writes a temporary checkpoint when this many
-	// minutes have passed since the last one (0: 10; negative: never).
-	CheckpointMinutes float64 `json:"checkpoint_minutes"`
-	// MaxEvalSequences caps the sequences of each validation component
-	// evaluated (0: all).
-	MaxEvalSequences int64 `json:"max_eval_sequences"`
+	// Extensions of this op (not set by SimpleSFTConfig; scripts may add
+	// them to a step config by hand):
+	MicroBatchSize    int     `json:"micro_batch_size" schema:"min=0" doc:"sequences per forward/backward pass (0: chosen from memory)"`
+	CheckpointMinutes float64 `json:"checkpoint_minutes" doc:"a temporary checkpoint after this many minutes (0: 10; negative: never)"`
+	MaxEvalSequences  int64   `json:"max_eval_sequences" schema:"min=0" doc:"cap on the sequences of each validation component evaluated (0: all)"`
+}
+
+// SchemaRules are the rules across the train config's fields.
+func (Config) SchemaRules() []schema.Rule {
+	return []schema.Rule{
+		{Kind: schema.ExactlyOneOf, Paths: []string{"model_name_or_path", "initialize_from_checkpoint_path", "model_config"},
+			Message: "give exactly one model: model_name_or_path, initialize_from_checkpoint_path, or model_config (train from scratch)"},
+		{Kind: schema.ExactlyOneOf, Paths: []string{"num_train_steps", "num_train_epochs"}},
+		{Kind: schema.Equal, Paths: []string{"max_seq_len", "data.max_seq_len"}},
+		{Kind: schema.Divides, Paths: []string{"micro_batch_size", "train_batch_size"}},
+	}
 }
 
 // DataConfig is lm_mixture_data_config's value.
 type DataConfig struct {
-	Components       map[string]Component `json:"components"`
-	MaxSeqLen        int                  `json:"max_seq_len"`
-	MixtureBlockSize int                  `json:"mixture_block_size"`
-	PermutationType  string               `json:"permutation_type"`
+	Components       map[string]Component `json:"components" schema:"required,nonempty" doc:"tokenized datasets by name"`
+	MaxSeqLen        int                  `json:"max_seq_len" schema:"gt=1"`
+	MixtureBlockSize int                  `json:"mixture_block_size" schema:"gt=0"`
+	PermutationType  string               `json:"permutation_type" schema:"enum=feistel" doc:"this op shuffles with Feistel permutations only"`
 	Shuffle          *bool                `json:"shuffle"`
-	StopStrategy     string               `json:"stop_strategy"`
+	StopStrategy     string               `json:"stop_strategy" schema:"enum=restart"`
+}
+
+// SchemaRules: some component is trained on.
+func (DataConfig) SchemaRules() []schema.Rule {
+	return []schema.Rule{{Kind: schema.SomePositive, Paths: []string{"components.*.weight"},
+		Message: "no component has a training weight (all are validation-only): nothing to train on"}}
 }
 
 // Component is one tokenized dataset of the mixture.
 type Component struct {
-	Cache          string  `json:"cache"` // the tokenize step's output (a token cache)
-	Weight         float64 `json:"weight"`
+	Cache          string  `json:"cache" schema:"required,nonempty" doc:"the tokenize step's output (a token cache)"`
+	Weight         float64 `json:"weight" schema:"min=0" doc:"relative sampling weight; 0: validation only"`
 	ValidationOnly bool    `json:"validation_only"`
 }
 
-// Resources is ResourceConfig.
+// Resources is ResourceConfig, as the train op reads it. Other keys
+// (scheduler settings) belong to the runner and are accepted unread.
 type Resources struct {
-	Backend string `json:"backend"`
-	Threads int    `json:"threads"`
+	Backend    string  `json:"backend" doc:"the backend plugin that trains (the host routes the step to it)"`
+	Device     string  `json:"device" schema:"default=auto" doc:"the device kind the engine uses; auto: the engine's best available"`
+	NumDevices int     `json:"num_devices" schema:"min=0" doc:"devices to use, 0 for all"`
+	NodeCount  int     `json:"node_count" schema:"min=1" doc:"nodes"`
+	PJRTPlugin *string `json:"pjrt_plugin" doc:"absolute path of a PJRT plugin .so (gomlx on accelerators)"`
+	Threads    int     `json:"threads" schema:"min=0" doc:"CPU threads, 0 for all cores"`
 }
 
-// ParseConfig decodes and checks a train step config.
+var configSchema = schema.MustFromStruct(Config{})
+
+// Schema is the train op's config schema on an engine that can use devices
+// (resources.device's allowed values).
+func Schema(devices []string) *schema.Field {
+	raw, _ := configSchema.Marshal()
+	s, _ := schema.Unmarshal(raw) // a private copy to set the devices on
+	if f := s.Lookup("resources.device"); f != nil && len(devices) > 0 {
+		f.Enum = append([]string(nil), devices...)
+	}
+	return s
+}
+
+// ParseConfig decodes and checks a train step config (strictly, with the
+// schema's defaults), as the op does.
 func ParseConfig(raw []byte) (*Config, error) {
-	c := &Config{}
-	if err := json.Unmarshal(raw, c); err != nil {
+	m, err := decodeObject(raw)
+	if err != nil {
 		return nil, fmt.Errorf("train config: %w", err)
 	}
-	if err := c.validate(); err != nil {
+	c := &Config{}
+	if err := schema.Decode(configSchema, m, c); err != nil {
+		return nil, fmt.Errorf("train config: %w", err)
+	}
+	if err := c.resolve(); err != nil {
 		return nil, fmt.Errorf("train config: %w", err)
 	}
 	return c, nil
 }
 
-func (c *Config) validate() error {
-	if len(c.Data.Components) == 0 {
-		return fmt.Errorf("data.components is empty: nothing to train on")
+func decodeObject(raw []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
 	}
+	return m, nil
+}
+
+// resolve fills the values derived from others, once the config has passed
+// its schema.
+func (c *Config) resolve() error {
 	if c.MaxSeqLen == 0 {
 		c.MaxSeqLen = c.Data.MaxSeqLen
 	}
-	if c.Data.MaxSeqLen != 0 && c.Data.MaxSeqLen != c.MaxSeqLen {
-		return fmt.Errorf("max_seq_len %d differs from data.max_seq_len %d", c.MaxSeqLen, c.Data.MaxSeqLen)
-	}
 	if c.MaxSeqLen < 2 {
-		return fmt.Errorf("max_seq_len %d must be at least 2", c.MaxSeqLen)
-	}
-	if c.TrainBatchSize <= 0 {
-		return fmt.Errorf("train_batch_size %d must be positive", c.TrainBatchSize)
-	}
-	switch {
-	case c.NumTrainSteps != nil && c.NumTrainEpochs != nil:
-		return fmt.Errorf("give num_train_steps or num_train_epochs, not both")
-	case c.NumTrainSteps == nil && c.NumTrainEpochs == nil:
-		return fmt.Errorf("neither num_train_steps nor num_train_epochs is set")
-	case c.NumTrainSteps != nil && *c.NumTrainSteps <= 0:
-		return fmt.Errorf("num_train_steps %d must be positive", *c.NumTrainSteps)
-	case c.NumTrainEpochs != nil && !(*c.NumTrainEpochs > 0) || c.NumTrainEpochs != nil && math.IsInf(*c.NumTrainEpochs, 0):
-		return fmt.Errorf("num_train_epochs %v must be a positive number", *c.NumTrainEpochs)
-	}
-	if !(c.LearningRate >= 0) {
-		return fmt.Errorf("learning_rate %v must be non-negative", c.LearningRate)
-	}
-	if c.LRSchedule == "" {
-		c.LRSchedule = "linear"
+		return fmt.Errorf("max_seq_len is not set (here or in data)")
 	}
 	if c.MaxGradNorm == nil {
 		one := 1.0
@@ -130,51 +157,6 @@ func (c *Config) validate() error {
 	}
 	if c.MixtureBlockSize == 0 {
 		c.MixtureBlockSize = 2048
-	}
-	for _, s := range []string{c.StopStrategy, c.Data.StopStrategy} {
-		if s != "" && s != "restart" {
-			return fmt.Errorf("stop_strategy %q: only \"restart\" is implemented", s)
-		}
-	}
-	if p := c.Data.PermutationType; p != "" && p != "feistel" {
-		return fmt.Errorf("data.permutation_type %q: this backend shuffles with Feistel permutations only (\"feistel\")", p)
-	}
-	for name, comp := range c.Data.Components {
-		if comp.Cache == "" {
-			return fmt.Errorf("data.components.%s.cache is empty", name)
-		}
-		if comp.Weight < 0 || math.IsNaN(comp.Weight) {
-			return fmt.Errorf("data.components.%s.weight %v must be >= 0", name, comp.Weight)
-		}
-	}
-	if len(c.trainNames()) == 0 {
-		return fmt.Errorf("no data component has a training weight (all are validation-only)")
-	}
-	n := 0
-	for _, p := range []*string{c.ModelNameOrPath, c.InitializeFromCheckpointPath} {
-		if p != nil && *p != "" {
-			n++
-		}
-	}
-	if hasModelConfig(c.ModelConfig) {
-		n++
-	}
-	if n == 0 {
-		return fmt.Errorf("no model: set model_name_or_path, initialize_from_checkpoint_path or model_config")
-	}
-	if n > 1 {
-		return fmt.Errorf("give one of model_name_or_path, initialize_from_checkpoint_path and model_config")
-	}
-	for key, v := range map[string]int64{"steps_per_eval": c.StepsPerEval, "steps_per_checkpoint": c.StepsPerCheckpoint, "steps_per_hf_export": c.StepsPerHFExport} {
-		if v < 0 {
-			return fmt.Errorf("%s %d is negative", key, v)
-		}
-	}
-	if c.MicroBatchSize < 0 || (c.MicroBatchSize > 0 && c.TrainBatchSize%c.MicroBatchSize != 0) {
-		return fmt.Errorf("micro_batch_size %d must divide train_batch_size %d", c.MicroBatchSize, c.TrainBatchSize)
-	}
-	if c.Resources.Backend != "" && c.Resources.Backend != "cpu" {
-		return fmt.Errorf("resources.backend is %q, but this is the cpu backend's train op", c.Resources.Backend)
 	}
 	return nil
 }

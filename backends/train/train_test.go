@@ -301,12 +301,13 @@ func TestMixtureProportionsOverTenThousandSequences(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []struct{ js, want string }{
-		{`{"data":{"components":{}}}`, "data.components is empty"},
-		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4}`, "neither num_train_steps nor num_train_epochs"},
-		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3}`, "no model"},
-		{`{"data":{"components":{"a":{"cache":"x","weight":0,"validation_only":true}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3}`, "no data component has a training weight"},
-		{`{"data":{"components":{"a":{"cache":"x","weight":1}},"permutation_type":"linear"},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m"}`, "Feistel"},
-		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m","micro_batch_size":3}`, "must divide"},
+		{`{"data":{"components":{}}}`, "data.components: must not be empty"},
+		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4}`, "give one of num_train_steps, num_train_epochs"},
+		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3}`, "give exactly one model"},
+		{`{"data":{"components":{"a":{"cache":"x","weight":0,"validation_only":true}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m"}`, "no component has a training weight"},
+		{`{"data":{"components":{"a":{"cache":"x","weight":1}},"permutation_type":"linear"},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m"}`, `data.permutation_type: must be one of "feistel"`},
+		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m","micro_batch_size":3}`, "micro_batch_size: 3 does not divide train_batch_size (4)"},
+		{`{"data":{"components":{"a":{"cache":"x","weight":1}}},"max_seq_len":16,"train_batch_size":4,"num_train_steps":3,"model_name_or_path":"m","learnig_rate":1}`, `learnig_rate: unknown key (did you mean "learning_rate"?)`},
 	} {
 		_, err := train.ParseConfig([]byte(c.js))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

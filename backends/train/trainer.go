@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/marin-go/marin/backends/cpu/generate"
-	"github.com/marin-go/marin/backends/cpu/kernels"
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/optim"
 	"github.com/marin-go/marin/backends/model/weights"
@@ -27,8 +26,13 @@ import (
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
-// Backend is the name checkpoints record.
-const Backend = "cpu"
+// backendName is the engine's name checkpoints record ("cpu" when unset).
+func (j *Job) backendName() string {
+	if j.BackendName == "" {
+		return "cpu"
+	}
+	return j.BackendName
+}
 
 // Job is one run of the train op. Run calls it with the step's request;
 // tests build one directly.
@@ -96,10 +100,6 @@ func (j *Job) Run(ctx context.Context) error {
 	if err := os.MkdirAll(j.Out, 0o755); err != nil {
 		return fmt.Errorf("train output: %w", err)
 	}
-	if cfg.Resources.Threads > 0 {
-		prev := kernels.SetThreads(cfg.Resources.Threads)
-		defer kernels.SetThreads(prev)
-	}
 	data, err := OpenData(cfg)
 	if err != nil {
 		return err
@@ -130,10 +130,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	var params *llama.Params
 	var start int64
-	backend := j.BackendName
-	if backend == "" {
-		backend = Backend
-	}
+	backend := j.backendName()
 	ts := TrainerState{Seed: cfg.Seed, NumTrainSteps: numSteps, Backend: backend}
 	if ck != nil {
 		params = ck.Params
@@ -216,8 +213,8 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	defer mw.Close()
 
-	j.logf("info", "training %s model (%d parameters) for steps %d..%d: batch %d × %d tokens in micro-batches of %d, %d threads",
-		mcfg.ModelType, mcfg.NumParams(), start+1, numSteps, B, T, micro, kernels.Threads())
+	j.logf("info", "training %s model (%d parameters) on %s for steps %d..%d: batch %d × %d tokens in micro-batches of %d",
+		mcfg.ModelType, mcfg.NumParams(), j.backendName(), start+1, numSteps, B, T, micro)
 
 	exportOpts := tok.exportOptions(data)
 	batch := llama.NewBatch(micro, T)

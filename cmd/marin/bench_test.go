@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/marin-go/marin/host/executor"
+	"github.com/marin-go/marin/host/validate"
+	"github.com/rs/zerolog"
 )
 
 // script1000 generates an experiment of 1,000 steps: 100 chains of ten, each
@@ -34,7 +36,8 @@ executor_main(steps[:1000])
 
 // BenchmarkPlanScript1000 measures what `marin SCRIPT --dry-run` does for a
 // generated 1,000-step script: evaluate it, build the graph (versions, hashes,
-// paths) and decide every step against an empty prefix on disk.
+// paths), validate every step against its op's schema, and decide every step
+// against an empty prefix on disk.
 func BenchmarkPlanScript1000(b *testing.B) {
 	dir := b.TempDir()
 	script := filepath.Join(dir, "big.star")
@@ -42,9 +45,13 @@ func BenchmarkPlanScript1000(b *testing.B) {
 		b.Fatal(err)
 	}
 	prefix := filepath.Join(dir, "out")
+	m, err := newManager(zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		_, plan, err := loadPlan(script, prefix)
+		_, plan, _, err := loadPlan(context.Background(), script, prefix, m, validate.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

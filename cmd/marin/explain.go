@@ -15,10 +15,11 @@ import (
 
 	"github.com/marin-go/marin/host/executor"
 	"github.com/marin-go/marin/host/graph"
+	"github.com/marin-go/marin/host/validate"
 )
 
 func newExplainCmd(stdout, stderr io.Writer) *cobra.Command {
-	var prefix string
+	var prefix, logFormat, logLevel string
 	cmd := &cobra.Command{
 		Use:   "explain SCRIPT.star STEP",
 		Short: "Show everything about one step: path, decision and why, version, config, history",
@@ -31,7 +32,15 @@ STEP is a step name ("tokenized/tulu"), an output path relative to the prefix,
 or a regular expression matching exactly one of those.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, plan, err := loadPlan(args[0], prefix)
+			log, _, err := newLogger(logFormat, logLevel, stderr)
+			if err != nil {
+				return err
+			}
+			m, err := newManager(log)
+			if err != nil {
+				return withCode(exitNoPlugin, err)
+			}
+			_, plan, _, err := loadPlan(cmd.Context(), args[0], prefix, m, validate.Options{LogLevel: logLevel})
 			if err != nil {
 				return err
 			}
@@ -53,6 +62,7 @@ or a regular expression matching exactly one of those.`,
 		},
 	}
 	cmd.Flags().StringVar(&prefix, "prefix", "", "where outputs live (default $MARIN_PREFIX, else ./marin-output)")
+	bindLogFlags(cmd, &logFormat, &logLevel)
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,7 +15,8 @@ import (
 	"time"
 
 	"github.com/marin-go/marin/host/graph"
-	"github.com/marin-go/marin/starlib"
+	"github.com/marin-go/marin/host/validate"
+	"github.com/rs/zerolog"
 )
 
 // marinBin is the marin binary built once for these end-to-end tests: the
@@ -72,14 +74,15 @@ func write(t *testing.T, path, content string) {
 	}
 }
 
-// planned evaluates a script in-process for the expected paths.
+// planned plans a script in-process, as `marin` does (plan-time checks and
+// pins included), for the expected paths.
 func planned(t *testing.T, script, prefix string) *graph.Plan {
 	t.Helper()
-	res, err := starlib.ExecFile(script, nil)
+	m, err := newManager(zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := graph.Build(prefix, res.Roots)
+	_, p, _, err := loadPlan(context.Background(), script, prefix, m, validate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +91,7 @@ func planned(t *testing.T, script, prefix string) *graph.Plan {
 
 func TestDryRunListsEveryStepOfTheExperiments(t *testing.T) {
 	repo, _ := filepath.Abs("../..")
+	t.Chdir(repo) // the quickstart names its tokenizer relative to the repository
 	for _, script := range []string{"experiments/exp606_sft.star", "experiments/exp808_sft_mixture.star", "experiments/quickstart.star"} {
 		prefix := t.TempDir()
 		p := planned(t, filepath.Join(repo, script), "file://"+prefix)
@@ -247,7 +251,7 @@ func TestHungStepFailsWhileIndependentStepsFinish(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "hang.star"), `
 hang = ExecutorStep(name = "hang", op = "shell/run", timeout = 1, config = {"command": "sleep 60"})
-after = ExecutorStep(name = "after", op = "shell/run", config = {"command": "true", "dep": output_path_of(hang)})
+after = ExecutorStep(name = "after", op = "shell/run", config = {"command": "true", "env": {"DEP": output_path_of(hang)}})
 free = ExecutorStep(name = "free", op = "shell/run", config = {"command": "sleep 0.3; echo done > $MARIN_OUTPUT_PATH/x"})
 executor_main(hang, after, free)
 `)
@@ -285,7 +289,7 @@ func TestRunOnlyRunsSelectionAndItsDependencies(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "s.star"), `
 a = ExecutorStep(name = "a", op = "shell/run", config = {"command": "true"})
-b = ExecutorStep(name = "b", op = "shell/run", config = {"command": "true", "in": output_path_of(a)})
+b = ExecutorStep(name = "b", op = "shell/run", config = {"command": "true", "env": {"IN": output_path_of(a)}})
 c = ExecutorStep(name = "c", op = "shell/run", config = {"command": "true"})
 executor_main(a, b, c)
 `)
@@ -304,21 +308,21 @@ executor_main(a, b, c)
 func TestExplainShowsWhyAStepReruns(t *testing.T) {
 	dir := t.TempDir()
 	src := `
-a = ExecutorStep(name = "train", op = "shell/run", config = {"command": "true", "learning_rate": LR, "note": unversioned("x")})
+a = ExecutorStep(name = "train", op = "shell/run", config = {"command": "true", "env": {"LEARNING_RATE": LR, "NOTE": unversioned("x")}})
 executor_main(a)
 `
-	write(t, filepath.Join(dir, "s.star"), strings.ReplaceAll(src, "LR", "2e-5"))
+	write(t, filepath.Join(dir, "s.star"), strings.ReplaceAll(src, "LR", `"2e-05"`))
 	if r := marin(t, dir, nil, "s.star", "--prefix", "out"); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	write(t, filepath.Join(dir, "s.star"), strings.ReplaceAll(src, "LR", "3e-5"))
+	write(t, filepath.Join(dir, "s.star"), strings.ReplaceAll(src, "LR", `"3e-05"`))
 	r := marin(t, dir, nil, "s.star", "--prefix", "out", "--dry-run")
-	mustContain(t, r.stdout, "changed since train-", "learning_rate 2e-05 → 3e-05")
+	mustContain(t, r.stdout, "changed since train-", `env.LEARNING_RATE "2e-05" → "3e-05"`)
 	r = marin(t, dir, nil, "explain", "s.star", "train", "--prefix", "out")
 	if r.code != 0 {
 		t.Fatalf("explain exit %d: %s", r.code, r.stderr)
 	}
-	mustContain(t, r.stdout, "step:", "train", "op:", "shell/run", "learning_rate 2e-05 → 3e-05", "version (hash", "not hashed (unversioned or non-semantic): note", `"note": "x"`, "s.star:2:17")
+	mustContain(t, r.stdout, "step:", "train", "op:", "shell/run", `env.LEARNING_RATE "2e-05" → "3e-05"`, "version (hash", "not hashed (unversioned or non-semantic): env.NOTE", `"NOTE": "x"`, "s.star:2:17")
 	if r := marin(t, dir, nil, "explain", "s.star", "nope", "--prefix", "out"); r.code != exitUsage || !strings.Contains(r.stderr, "no step matches") {
 		t.Errorf("explain of a missing step: exit %d %s", r.code, r.stderr)
 	}
@@ -365,6 +369,24 @@ executor_main(wc)
 	}
 	info, _ := os.ReadFile(filepath.Join(filepath.Dir(m[0]), ".executor_info"))
 	mustContain(t, string(info), `"name": "wordcount"`)
+
+	// The plugin's schema and its Plan reach the host: a misspelt key and a
+	// missing file are plan-time diagnostics at their script positions.
+	write(t, filepath.Join(dir, "bad.star"), `
+wc = ExecutorStep(name = "wc", op = "wordcount/count", config = {
+    "input": "/no/such/file.txt",
+})
+wc2 = ExecutorStep(name = "wc2", op = "wordcount/count", config = {
+    "inputs": ["x"],
+})
+executor_main(wc, wc2)
+`)
+	r = marin(t, dir, env, "bad.star", "--prefix", "out", "--dry-run")
+	if r.code != exitScript {
+		t.Fatalf("bad.star: exit %d: %s", r.code, r.stderr)
+	}
+	mustContain(t, r.stderr, "bad.star:3:5: ExecutorStep.config.input: stat /no/such/file.txt: no such file or directory",
+		`bad.star:6:5: ExecutorStep.config.inputs: unknown key (did you mean "input"?)`, "bad.star:5:58: ExecutorStep.config.input: is required")
 }
 
 func TestHelpEverywhereAndUsageErrors(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/marin-go/marin/host/graph"
 	"github.com/marin-go/marin/host/logging"
 	"github.com/marin-go/marin/host/pluginhost"
+	"github.com/marin-go/marin/host/validate"
 	"github.com/marin-go/marin/plugins/storage"
 	"github.com/marin-go/marin/starlib"
 )
@@ -69,26 +71,50 @@ func defaultPrefix(flag string) (string, error) {
 	return u, nil
 }
 
-// loadPlan evaluates the script and plans its steps under the prefix.
-func loadPlan(script, prefixFlag string) (*starlib.Result, *graph.Plan, error) {
+// loadPlan evaluates the script, plans its steps under the prefix and checks
+// them against what the plugins declare (validate.Check): each step's config
+// against its op's schema, and the ops' own plan checks, whose pins (a
+// tokenizer's digest, a hub revision) are added to the configs before the
+// final hashes. Every problem is reported at once, with its script position;
+// exit 3 (4 when the only problem is ops no plugin serves).
+func loadPlan(ctx context.Context, script, prefixFlag string, cat validate.Catalog, vo validate.Options) (*starlib.Result, *graph.Plan, *validate.Result, error) {
 	prefix, err := defaultPrefix(prefixFlag)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	res, err := starlib.ExecFile(script, nil)
 	if err != nil {
 		var se *starlib.Error
 		if errors.As(err, &se) && se.Backtrace != se.Msg {
-			return nil, nil, withCode(exitScript, fmt.Errorf("%s\n%s", se.Msg, se.Backtrace))
+			return nil, nil, nil, withCode(exitScript, fmt.Errorf("%s\n%s", se.Msg, se.Backtrace))
 		}
-		return nil, nil, withCode(exitScript, err)
+		return nil, nil, nil, withCode(exitScript, err)
 	}
 	plan, err := graph.Build(prefix, res.Roots)
 	if err != nil {
-		return nil, nil, withCode(exitScript, fmt.Errorf("plan %s: %w", script, err))
+		return nil, nil, nil, withCode(exitScript, fmt.Errorf("plan %s: %w", script, err))
 	}
-	return res, plan, nil
+	if vo.DefaultBackend == "" {
+		vo.DefaultBackend = defaultBackend
+	}
+	checked := validate.Check(ctx, plan, cat, vo)
+	if err := checked.Err(); err != nil {
+		var ve *validate.Error
+		if errors.As(err, &ve) && ve.OnlyUnserved() {
+			return nil, nil, nil, withCode(exitNoPlugin, fmt.Errorf("%s: nothing ran: %w", script, err))
+		}
+		return nil, nil, nil, withCode(exitScript, fmt.Errorf("%s: %w", script, err))
+	}
+	if validate.ApplyPins(checked.Pins) {
+		if plan, err = graph.Build(prefix, res.Roots); err != nil {
+			return nil, nil, nil, withCode(exitScript, fmt.Errorf("plan %s: %w", script, err))
+		}
+	}
+	return res, plan, checked, nil
 }
+
+// defaultBackend serves bare op names ("train" is the cpu backend's).
+const defaultBackend = "cpu"
 
 func compileRunOnly(exprs []string) ([]*regexp.Regexp, error) {
 	var out []*regexp.Regexp
@@ -128,16 +154,20 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 	if err != nil {
 		return err
 	}
-	switch o.backend {
-	case "", "cpu", "gomlx":
-	default:
-		return withCode(exitUsage, fmt.Errorf("--backend %q: want cpu or gomlx", o.backend))
-	}
 	runOnly, err := compileRunOnly(o.runOnly)
 	if err != nil {
 		return err
 	}
-	res, plan, err := loadPlan(script, o.prefix)
+	m, err := newManager(log)
+	if err != nil {
+		return withCode(exitNoPlugin, err)
+	}
+	if o.backend != "" {
+		if bs := m.Backends(); !slices.Contains(bs, o.backend) {
+			return withCode(exitUsage, fmt.Errorf("--backend %q: not a backend plugin; backends: %s", o.backend, strings.Join(bs, ", ")))
+		}
+	}
+	res, plan, checked, err := loadPlan(ctx, script, o.prefix, m, validate.Options{Backend: o.backend, LogLevel: o.logLevel})
 	if err != nil {
 		return err
 	}
@@ -148,7 +178,7 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 		ForceRunFailed: executor.Bool(o.forceRunFailed),
 		MaxConcurrent:  o.maxConcurrent,
 		Backend:        o.backend,
-		DefaultBackend: "cpu",
+		DefaultBackend: defaultBackend,
 		Logger:         log,
 		ScriptName:     res.Script,
 		MarinVersion:   version,
@@ -159,16 +189,12 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 			return withCode(exitFailed, err)
 		}
 		if o.json {
-			return printDecisionsJSON(stdout, decisions)
+			return printDecisionsJSON(stdout, decisions, checked)
 		}
-		printDecisions(stdout, script, plan.Prefix, decisions)
+		printDecisions(stdout, script, plan.Prefix, decisions, checked)
 		return nil
 	}
 
-	m, err := newManager(log)
-	if err != nil {
-		return withCode(exitNoPlugin, err)
-	}
 	opts.Runner = m
 	ops := map[string]string{}
 	for _, s := range plan.Steps {
@@ -211,18 +237,22 @@ func (p *progressSink) StepEvent(name string, ev executor.Event) {
 }
 func (p *progressSink) StepFinished(name string, _ executor.Status) { p.d.StepFinished(name) }
 
-func printDecisionsJSON(w io.Writer, ds []executor.Decision) error {
+func printDecisionsJSON(w io.Writer, ds []executor.Decision, checked *validate.Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for _, d := range ds {
-		if err := enc.Encode(d); err != nil {
+		v := struct {
+			executor.Decision
+			Notes []string `json:"notes,omitempty"`
+		}{d, checked.Notes[d.Name]}
+		if err := enc.Encode(v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func printDecisions(w io.Writer, script, prefix string, ds []executor.Decision) {
+func printDecisions(w io.Writer, script, prefix string, ds []executor.Decision, checked *validate.Result) {
 	counts := map[executor.DecisionKind]int{}
 	for _, d := range ds {
 		counts[d.Decision]++
@@ -233,7 +263,14 @@ func printDecisions(w io.Writer, script, prefix string, ds []executor.Decision) 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DECISION\tSTEP\tOP\tREASON")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Decision, d.RelPath, d.Op, d.Reason)
+		op := d.Op
+		if routed := checked.Ops[d.Name]; routed != "" {
+			op = routed
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Decision, d.RelPath, op, d.Reason)
+		for _, n := range checked.Notes[d.Name] {
+			fmt.Fprintf(tw, "\t  %s\t\t\n", n)
+		}
 		if len(d.Diff) > 0 {
 			fmt.Fprintf(tw, "\t  changed since %s:\t\t\n", d.Previous)
 			for _, c := range d.Diff {

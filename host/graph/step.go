@@ -10,6 +10,7 @@ package graph
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,59 @@ type Step struct {
 	// output path. The executor dispatches such a step to the op
 	// "{Backend}/{Op}" (see executor.DispatchOp).
 	Backend string
+	// Sources says where in the script each config value was written, by
+	// dotted config path ("learning_rate", "resources.device",
+	// "data.components.tulu.weight"); "" is the fallback for the whole
+	// config. Plan-time diagnostics use it to point at the value.
+	Sources map[string]Source
+}
+
+// Source is where a config value came from: a script position and the
+// attribute as the script spells it ("SimpleSFTConfig.learning_rate").
+type Source struct {
+	Pos  string
+	Attr string
+}
+
+// SourceOf returns the source of the value at a dotted config path: the
+// entry for the path itself, or for its nearest recorded parent with the
+// rest of the path appended to the attribute, else the step's position.
+func (s *Step) SourceOf(path string) Source {
+	rest := ""
+	p := path
+	for {
+		if src, ok := s.Sources[p]; ok && (p != "" || path == "" || src.Attr != "") {
+			if src.Pos == "" {
+				src.Pos = s.Pos
+			}
+			if rest != "" {
+				switch {
+				case src.Attr == "":
+					src.Attr = strings.TrimPrefix(rest, ".")
+				case strings.HasPrefix(rest, "["):
+					src.Attr += rest
+				default:
+					src.Attr += rest
+				}
+			}
+			return src
+		}
+		if p == "" {
+			return Source{Pos: s.Pos, Attr: path}
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			rest = "." + p + rest
+			p = ""
+			continue
+		}
+		if p[i] == '.' {
+			rest = p[i:] + rest
+		} else {
+			rest = p[i:] + rest
+		}
+		p = p[:i]
+	}
 }
 
 // InputRef is a config value standing for the output path of another step

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	pluginpb "github.com/marin-go/marin/plugins/proto"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -32,9 +33,10 @@ func (m *Manager) discover(ctx context.Context) *opTable {
 			ProtocolVersion: sdk.ProtocolVersion, Path: BuiltinPath,
 		}
 		for _, op := range bp.OpNames() {
-			info.Ops = append(info.Ops, OpInfo{Name: op, Description: bp.Ops[op].Description})
+			o := bp.Ops[op]
+			info.Ops = append(info.Ops, OpInfo{Name: op, Description: o.Description, Schema: o.Schema, Plans: o.Plan != nil})
 		}
-		plugins = append(plugins, &plugin{info: info, command: func() (*exec.Cmd, error) {
+		plugins = append(plugins, &plugin{info: info, builtin: bp, command: func() (*exec.Cmd, error) {
 			return m.cfg.BuiltinCommand(name)
 		}})
 	}
@@ -142,7 +144,7 @@ func (m *Manager) describe(ctx context.Context, path string) *plugin {
 		return p
 	}
 	defer proc.stop()
-	resp, err := proc.rpc.Describe(ctx, &pluginpb.DescribeRequest{})
+	resp, err := proc.client.Describe(ctx)
 	if err != nil {
 		p.info.Err = proc.explain(fmt.Errorf("describe: %w", err))
 		return p
@@ -185,7 +187,11 @@ func checkDescription(resp *pluginpb.DescribeResponse, negotiated int) (PluginIn
 			return PluginInfo{}, fmt.Errorf("plugin %q lists an empty or repeated op name %q", info.Name, op.GetName())
 		}
 		seen[op.GetName()] = true
-		info.Ops = append(info.Ops, OpInfo{Name: op.GetName(), Description: op.GetDescription()})
+		sch, err := schema.Unmarshal(op.GetConfigSchema())
+		if err != nil {
+			return PluginInfo{}, fmt.Errorf("plugin %q op %q: %w", info.Name, op.GetName(), err)
+		}
+		info.Ops = append(info.Ops, OpInfo{Name: op.GetName(), Description: op.GetDescription(), Schema: sch, Plans: op.GetPlans()})
 	}
 	return info, nil
 }

@@ -30,6 +30,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/marin-go/marin/host/executor"
+	"github.com/marin-go/marin/host/validate"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -64,6 +66,10 @@ type Config struct {
 type OpInfo struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
+	// Schema is the op's declared config schema (nil: none).
+	Schema *schema.Field `json:"schema,omitempty"`
+	// Plans says the op answers Plan.
+	Plans bool `json:"plans,omitempty"`
 }
 
 // PluginInfo is what `marin plugins` shows about one plugin.
@@ -106,12 +112,28 @@ type Manager struct {
 	table *opTable
 }
 
-var _ executor.Runner = (*Manager)(nil)
+var (
+	_ executor.Runner  = (*Manager)(nil)
+	_ validate.Catalog = (*Manager)(nil)
+)
 
 // plugin is a known plugin and how to start it.
 type plugin struct {
 	info    PluginInfo
 	command func() (*exec.Cmd, error)
+	// builtin is the plugin's own value when it is compiled into this
+	// binary: its Plan functions run in-process (they are quick and only
+	// read), its steps still run in a child process.
+	builtin *sdk.Plugin
+}
+
+func (p *plugin) op(name string) (OpInfo, bool) {
+	for _, o := range p.info.Ops {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return OpInfo{}, false
 }
 
 func (p *plugin) ref() executor.PluginRef {
@@ -240,6 +262,28 @@ func conflictError(op string, claimants []*plugin) error {
 		msg += "; remove all but one from the plugin path"
 	}
 	return errors.New(msg)
+}
+
+// Spec says which plugin serves op and what it declared about it.
+func (m *Manager) Spec(op string) (validate.OpSpec, error) {
+	p, err := m.resolve(op)
+	if err != nil {
+		return validate.OpSpec{}, err
+	}
+	info, _ := p.op(op)
+	return validate.OpSpec{Plugin: p.ref(), Schema: info.Schema, Plans: info.Plans}, nil
+}
+
+// Backends names the plugins of kind backend, sorted.
+func (m *Manager) Backends() []string {
+	var out []string
+	for _, p := range m.ops().plugins {
+		if p.info.Err == nil && p.info.Kind == string(sdk.KindBackend) {
+			out = append(out, p.info.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // List returns every plugin found, built-ins first, including the ones that

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/rs/zerolog"
 
 	pluginpb "github.com/marin-go/marin/plugins/proto"
@@ -25,13 +24,14 @@ const exitWait = 2 * time.Second
 
 // process is one running plugin process.
 type process struct {
-	client *goplugin.Client
+	client *sdk.Client
 	rpc    pluginpb.PluginClient
 	cmd    *exec.Cmd
 	stderr *tailBuffer
 }
 
-// start launches the command and connects to the marin service in it.
+// start launches the command and connects to the marin service in it,
+// through the SDK's launcher (sdk.Start).
 func (m *Manager) start(command func() (*exec.Cmd, error), log zerolog.Logger) (*process, error) {
 	cmd, err := command()
 	if err != nil {
@@ -43,34 +43,19 @@ func (m *Manager) start(command func() (*exec.Cmd, error), log zerolog.Logger) (
 		cmd.Env = os.Environ()
 	}
 	cmd.Env = append(cmd.Env, sdk.LogLevelEnv+"="+levelName(log))
-	killWithParent(cmd)
 	tail := &tailBuffer{}
-	client := goplugin.NewClient(&goplugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: sdk.ClientPluginSets(),
-		Cmd:              cmd,
-		SkipHostEnv:      true,
-		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		Logger:           newHCLogger(log),
-		Stderr:           tail.writer(), // the process's real stderr: crash output
-		SyncStderr:       tail.writer(), // os.Stderr writes forwarded over gRPC
-		SyncStdout:       &lineWriter{emit: func(line string) { log.Debug().Str("stream", "stdout").Msg(line) }},
-		StartTimeout:     m.cfg.StartTimeout,
+	client, err := sdk.Start(cmd, sdk.ClientConfig{
+		Logger:       newHCLogger(log),
+		Stderr:       tail.writer(), // the process's real stderr: crash output
+		SyncStderr:   tail.writer(), // os.Stderr writes forwarded over gRPC
+		SyncStdout:   &lineWriter{emit: func(line string) { log.Debug().Str("stream", "stdout").Msg(line) }},
+		StartTimeout: m.cfg.StartTimeout,
 	})
 	proc := &process{client: client, cmd: cmd, stderr: tail}
-	rpcClient, err := client.Client()
 	if err != nil {
-		return nil, proc.explain(fmt.Errorf("start %s: %w", cmd.Path, err))
+		return nil, proc.explain(err)
 	}
-	raw, err := rpcClient.Dispense(sdk.PluginSetKey)
-	if err != nil {
-		return nil, proc.explain(fmt.Errorf("connect to %s: %w", cmd.Path, err))
-	}
-	rpc, ok := raw.(pluginpb.PluginClient)
-	if !ok {
-		return nil, proc.explain(fmt.Errorf("connect to %s: dispensed %T, not a marin plugin client", cmd.Path, raw))
-	}
-	proc.rpc = rpc
+	proc.rpc = client.RPC()
 	return proc, nil
 }
 
@@ -94,12 +79,7 @@ func (p *process) waitExit(d time.Duration) bool {
 
 // exitStatus describes how the process ended, e.g. "exit status 3" or
 // "signal: killed"; call it after stop.
-func (p *process) exitStatus() string {
-	if p.cmd.ProcessState == nil {
-		return "not started"
-	}
-	return p.cmd.ProcessState.String()
-}
+func (p *process) exitStatus() string { return p.client.ExitStatus() }
 
 // explain stops the process and adds what it said on stderr to err.
 func (p *process) explain(err error) error {

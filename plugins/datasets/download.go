@@ -26,10 +26,10 @@ import (
 
 // downloadConfig is dataset/download's config.
 type downloadConfig struct {
-	ID        string   `json:"hf_dataset_id"` // owner/name on the hub
-	Revision  string   `json:"revision"`      // pinned commit (abbreviated is fine), tag or branch
-	FileGlobs []string `json:"file_globs"`    // which files; empty: all
-	RepoType  string   `json:"repo_type"`     // dataset (default) or model
+	ID        string   `json:"hf_dataset_id" schema:"required,nonempty" doc:"owner/name on the hub"`
+	Revision  string   `json:"revision" doc:"pinned commit (abbreviated is fine), tag or branch"`
+	FileGlobs []string `json:"file_globs" doc:"which files; empty: all"`
+	RepoType  string   `json:"repo_type" schema:"enum=dataset|model" doc:"dataset (default) or model"`
 }
 
 // Parallel downloads: enough to fill a link with many shards, few enough

@@ -20,10 +20,20 @@
 // (instruction + context + response).
 package datasets
 
-import "github.com/marin-go/marin/plugins/sdk"
+import (
+	"github.com/marin-go/marin/plugins/schema"
+	"github.com/marin-go/marin/plugins/sdk"
+)
 
 // Version is the plugin's version, recorded in .executor_info.
 const Version = "1.0.0"
+
+// transformSchema is transformConfig's, with the adapters this plugin has.
+func transformSchema() *schema.Field {
+	s := schema.MustFromStruct(transformConfig{})
+	s.Lookup("adapter").Enum = append([]string(nil), adapterNames...)
+	return s
+}
 
 // Plugin returns the built-in datasets plugin.
 func Plugin() *sdk.Plugin {
@@ -32,10 +42,12 @@ func Plugin() *sdk.Plugin {
 		Ops: map[string]sdk.Op{
 			"dataset/download": {
 				Description: "download a Hugging Face hub repo's files at a pinned commit (HF_ENDPOINT, HF_TOKEN)",
+				Schema:      schema.MustFromStruct(downloadConfig{}),
 				Run:         download,
 			},
 			"dataset/transform": {
 				Description: "convert parquet/jsonl/json rows to documents (conversations) with an adapter",
+				Schema:      transformSchema(),
 				Run:         transform,
 			},
 		},

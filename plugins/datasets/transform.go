@@ -21,16 +21,16 @@ import (
 // transformConfig is dataset/transform's config (see starlib's
 // get_instruction_dataset).
 type transformConfig struct {
-	Input         string         `json:"input"`          // raw directory, file, or storage URL
-	Source        string         `json:"source"`         // the rows' "source" value
-	Revision      string         `json:"revision"`       // informational
-	FileType      string         `json:"file_type"`      // parquet | jsonl | jsonl.gz | json; empty: by extension
-	Subsets       []string       `json:"subsets"`        // default ["default"]
-	Splits        []string       `json:"splits"`         // default ["train"]
-	Adapter       string         `json:"adapter"`        // see adapterNames
-	Fields        map[string]any `json:"fields"`         // column names, role_map, metadata
-	RowsPerShard  int            `json:"rows_per_shard"` // default 5000
-	ContentSHA256 string         `json:"content_sha256"` // local inputs: fingerprint (only hashed)
+	Input         string         `json:"input" schema:"required,nonempty" doc:"raw directory, file, or storage URL"`
+	Source        string         `json:"source" doc:"the rows' source value"`
+	Revision      string         `json:"revision" doc:"informational"`
+	FileType      string         `json:"file_type" schema:"enum=parquet|jsonl|jsonl.gz|json" doc:"empty: by extension"`
+	Subsets       []string       `json:"subsets" doc:"default [default]"`
+	Splits        []string       `json:"splits" doc:"default [train]"`
+	Adapter       string         `json:"adapter" doc:"how rows become conversations"`
+	Fields        map[string]any `json:"fields" doc:"column names, role_map, metadata"`
+	RowsPerShard  int            `json:"rows_per_shard" schema:"min=0" doc:"documents per shard (0: 5000)"`
+	ContentSHA256 string         `json:"content_sha256" doc:"local inputs: fingerprint (only hashed)"`
 }
 
 // inputFile is one data file of the input and where its rows go.

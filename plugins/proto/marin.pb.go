@@ -203,9 +203,15 @@ func (x *DescribeResponse) GetOps() []*OpInfo {
 }
 
 type OpInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`               // e.g. "wordcount/count"
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"` // one line for `marin plugins`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`               // e.g. "wordcount/count"
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"` // one line for `marin plugins`
+	// The op's config schema as JSON (plugins/schema's Field: keys, types,
+	// required, defaults, enums, ranges, cross-field rules). Empty: the op
+	// declares none and the host checks nothing for it.
+	ConfigSchema []byte `protobuf:"bytes,3,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
+	// The op answers Plan (see the RPC).
+	Plans         bool `protobuf:"varint,4,opt,name=plans,proto3" json:"plans,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +260,161 @@ func (x *OpInfo) GetDescription() string {
 	return ""
 }
 
+func (x *OpInfo) GetConfigSchema() []byte {
+	if x != nil {
+		return x.ConfigSchema
+	}
+	return nil
+}
+
+func (x *OpInfo) GetPlans() bool {
+	if x != nil {
+		return x.Plans
+	}
+	return false
+}
+
+type PlanRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Op       string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	StepName string                 `protobuf:"bytes,2,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	// The step's config as the script gave it: values that are other steps'
+	// outputs are their absolute URLs, which may not exist yet.
+	ConfigJson    []byte `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Prefix        string `protobuf:"bytes,4,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	LogLevel      string `protobuf:"bytes,5,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanRequest) Reset() {
+	*x = PlanRequest{}
+	mi := &file_marin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanRequest) ProtoMessage() {}
+
+func (x *PlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanRequest.ProtoReflect.Descriptor instead.
+func (*PlanRequest) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PlanRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *PlanRequest) GetStepName() string {
+	if x != nil {
+		return x.StepName
+	}
+	return ""
+}
+
+func (x *PlanRequest) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *PlanRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *PlanRequest) GetLogLevel() string {
+	if x != nil {
+		return x.LogLevel
+	}
+	return ""
+}
+
+type PlanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Problems found, each naming its config key (attribute) when it has one.
+	Diagnostics []*Diagnostic `protobuf:"bytes,1,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	// A JSON object of config keys to set before the step is hashed (pins).
+	SetJson []byte `protobuf:"bytes,2,opt,name=set_json,json=setJson,proto3" json:"set_json,omitempty"`
+	// Lines for the plan's display (e.g. a memory estimate).
+	Notes         []string `protobuf:"bytes,3,rep,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanResponse) Reset() {
+	*x = PlanResponse{}
+	mi := &file_marin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanResponse) ProtoMessage() {}
+
+func (x *PlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_marin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanResponse.ProtoReflect.Descriptor instead.
+func (*PlanResponse) Descriptor() ([]byte, []int) {
+	return file_marin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PlanResponse) GetDiagnostics() []*Diagnostic {
+	if x != nil {
+		return x.Diagnostics
+	}
+	return nil
+}
+
+func (x *PlanResponse) GetSetJson() []byte {
+	if x != nil {
+		return x.SetJson
+	}
+	return nil
+}
+
+func (x *PlanResponse) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
 type RunRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Op         string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
@@ -272,7 +433,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_marin_proto_msgTypes[3]
+	mi := &file_marin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +445,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[3]
+	mi := &file_marin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +458,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{3}
+	return file_marin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RunRequest) GetOp() string {
@@ -371,7 +532,7 @@ type PluginEndpoint struct {
 
 func (x *PluginEndpoint) Reset() {
 	*x = PluginEndpoint{}
-	mi := &file_marin_proto_msgTypes[4]
+	mi := &file_marin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +544,7 @@ func (x *PluginEndpoint) String() string {
 func (*PluginEndpoint) ProtoMessage() {}
 
 func (x *PluginEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[4]
+	mi := &file_marin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +557,7 @@ func (x *PluginEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginEndpoint.ProtoReflect.Descriptor instead.
 func (*PluginEndpoint) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{4}
+	return file_marin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PluginEndpoint) GetName() string {
@@ -447,7 +608,7 @@ type RenderChatRequest struct {
 
 func (x *RenderChatRequest) Reset() {
 	*x = RenderChatRequest{}
-	mi := &file_marin_proto_msgTypes[5]
+	mi := &file_marin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +620,7 @@ func (x *RenderChatRequest) String() string {
 func (*RenderChatRequest) ProtoMessage() {}
 
 func (x *RenderChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[5]
+	mi := &file_marin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +633,7 @@ func (x *RenderChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderChatRequest.ProtoReflect.Descriptor instead.
 func (*RenderChatRequest) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{5}
+	return file_marin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenderChatRequest) GetOptionsJson() []byte {
@@ -499,7 +660,7 @@ type Conversation struct {
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_marin_proto_msgTypes[6]
+	mi := &file_marin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +672,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[6]
+	mi := &file_marin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +685,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{6}
+	return file_marin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Conversation) GetId() string {
@@ -551,7 +712,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_marin_proto_msgTypes[7]
+	mi := &file_marin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +724,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[7]
+	mi := &file_marin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +737,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{7}
+	return file_marin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ChatMessage) GetRole() string {
@@ -606,7 +767,7 @@ type RenderChatResponse struct {
 
 func (x *RenderChatResponse) Reset() {
 	*x = RenderChatResponse{}
-	mi := &file_marin_proto_msgTypes[8]
+	mi := &file_marin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +779,7 @@ func (x *RenderChatResponse) String() string {
 func (*RenderChatResponse) ProtoMessage() {}
 
 func (x *RenderChatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[8]
+	mi := &file_marin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +792,7 @@ func (x *RenderChatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderChatResponse.ProtoReflect.Descriptor instead.
 func (*RenderChatResponse) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{8}
+	return file_marin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RenderChatResponse) GetConversations() []*RenderedConversation {
@@ -662,7 +823,7 @@ type RenderedConversation struct {
 
 func (x *RenderedConversation) Reset() {
 	*x = RenderedConversation{}
-	mi := &file_marin_proto_msgTypes[9]
+	mi := &file_marin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +835,7 @@ func (x *RenderedConversation) String() string {
 func (*RenderedConversation) ProtoMessage() {}
 
 func (x *RenderedConversation) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[9]
+	mi := &file_marin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +848,7 @@ func (x *RenderedConversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderedConversation.ProtoReflect.Descriptor instead.
 func (*RenderedConversation) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{9}
+	return file_marin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RenderedConversation) GetSegments() []*Segment {
@@ -726,7 +887,7 @@ type Segment struct {
 
 func (x *Segment) Reset() {
 	*x = Segment{}
-	mi := &file_marin_proto_msgTypes[10]
+	mi := &file_marin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +899,7 @@ func (x *Segment) String() string {
 func (*Segment) ProtoMessage() {}
 
 func (x *Segment) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[10]
+	mi := &file_marin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +912,7 @@ func (x *Segment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Segment.ProtoReflect.Descriptor instead.
 func (*Segment) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{10}
+	return file_marin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Segment) GetPiece() isSegment_Piece {
@@ -820,7 +981,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_marin_proto_msgTypes[11]
+	mi := &file_marin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +993,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[11]
+	mi := &file_marin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1006,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{11}
+	return file_marin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunEvent) GetEvent() isRunEvent_Event {
@@ -916,7 +1077,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_marin_proto_msgTypes[12]
+	mi := &file_marin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1089,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[12]
+	mi := &file_marin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1102,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{12}
+	return file_marin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Progress) GetDone() float64 {
@@ -983,7 +1144,7 @@ type Log struct {
 
 func (x *Log) Reset() {
 	*x = Log{}
-	mi := &file_marin_proto_msgTypes[13]
+	mi := &file_marin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1156,7 @@ func (x *Log) String() string {
 func (*Log) ProtoMessage() {}
 
 func (x *Log) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[13]
+	mi := &file_marin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1169,7 @@ func (x *Log) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Log.ProtoReflect.Descriptor instead.
 func (*Log) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{13}
+	return file_marin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Log) GetLevel() string {
@@ -1047,7 +1208,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_marin_proto_msgTypes[14]
+	mi := &file_marin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1220,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[14]
+	mi := &file_marin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1233,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{14}
+	return file_marin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Result) GetOutcome() isResult_Outcome {
@@ -1126,7 +1287,7 @@ type Ok struct {
 
 func (x *Ok) Reset() {
 	*x = Ok{}
-	mi := &file_marin_proto_msgTypes[15]
+	mi := &file_marin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1299,7 @@ func (x *Ok) String() string {
 func (*Ok) ProtoMessage() {}
 
 func (x *Ok) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[15]
+	mi := &file_marin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1312,7 @@ func (x *Ok) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ok.ProtoReflect.Descriptor instead.
 func (*Ok) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{15}
+	return file_marin_proto_rawDescGZIP(), []int{17}
 }
 
 // Diagnostic is a failure explained for a person, after Terraform's
@@ -1167,7 +1328,7 @@ type Diagnostic struct {
 
 func (x *Diagnostic) Reset() {
 	*x = Diagnostic{}
-	mi := &file_marin_proto_msgTypes[16]
+	mi := &file_marin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1340,7 @@ func (x *Diagnostic) String() string {
 func (*Diagnostic) ProtoMessage() {}
 
 func (x *Diagnostic) ProtoReflect() protoreflect.Message {
-	mi := &file_marin_proto_msgTypes[16]
+	mi := &file_marin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1353,7 @@ func (x *Diagnostic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnostic.ProtoReflect.Descriptor instead.
 func (*Diagnostic) Descriptor() ([]byte, []int) {
-	return file_marin_proto_rawDescGZIP(), []int{16}
+	return file_marin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Diagnostic) GetSummary() string {
@@ -1227,10 +1388,23 @@ const file_marin_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.marin.plugin.v1.KindR\x04kind\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x04 \x01(\x05R\x0fprotocolVersion\x12)\n" +
-	"\x03ops\x18\x05 \x03(\v2\x17.marin.plugin.v1.OpInfoR\x03ops\">\n" +
+	"\x03ops\x18\x05 \x03(\v2\x17.marin.plugin.v1.OpInfoR\x03ops\"y\n" +
 	"\x06OpInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"\x85\x02\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
+	"\rconfig_schema\x18\x03 \x01(\fR\fconfigSchema\x12\x14\n" +
+	"\x05plans\x18\x04 \x01(\bR\x05plans\"\x90\x01\n" +
+	"\vPlanRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x1b\n" +
+	"\tstep_name\x18\x02 \x01(\tR\bstepName\x12\x1f\n" +
+	"\vconfig_json\x18\x03 \x01(\fR\n" +
+	"configJson\x12\x16\n" +
+	"\x06prefix\x18\x04 \x01(\tR\x06prefix\x12\x1b\n" +
+	"\tlog_level\x18\x05 \x01(\tR\blogLevel\"~\n" +
+	"\fPlanResponse\x12=\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x1b.marin.plugin.v1.DiagnosticR\vdiagnostics\x12\x19\n" +
+	"\bset_json\x18\x02 \x01(\fR\asetJson\x12\x14\n" +
+	"\x05notes\x18\x03 \x03(\tR\x05notes\"\x85\x02\n" +
 	"\n" +
 	"RunRequest\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x1b\n" +
@@ -1304,12 +1478,13 @@ const file_marin_proto_rawDesc = "" +
 	"\fKIND_DATASET\x10\x01\x12\x0f\n" +
 	"\vKIND_FORMAT\x10\x02\x12\x10\n" +
 	"\fKIND_BACKEND\x10\x03\x12\x10\n" +
-	"\fKIND_GENERIC\x10\x042\xf1\x01\n" +
+	"\fKIND_GENERIC\x10\x042\xb6\x02\n" +
 	"\x06Plugin\x12O\n" +
 	"\bDescribe\x12 .marin.plugin.v1.DescribeRequest\x1a!.marin.plugin.v1.DescribeResponse\x12?\n" +
 	"\x03Run\x12\x1b.marin.plugin.v1.RunRequest\x1a\x19.marin.plugin.v1.RunEvent0\x01\x12U\n" +
 	"\n" +
-	"RenderChat\x12\".marin.plugin.v1.RenderChatRequest\x1a#.marin.plugin.v1.RenderChatResponseB2Z0github.com/marin-go/marin/plugins/proto;pluginpbb\x06proto3"
+	"RenderChat\x12\".marin.plugin.v1.RenderChatRequest\x1a#.marin.plugin.v1.RenderChatResponse\x12C\n" +
+	"\x04Plan\x12\x1c.marin.plugin.v1.PlanRequest\x1a\x1d.marin.plugin.v1.PlanResponseB2Z0github.com/marin-go/marin/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_marin_proto_rawDescOnce sync.Once
@@ -1324,55 +1499,60 @@ func file_marin_proto_rawDescGZIP() []byte {
 }
 
 var file_marin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_marin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_marin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_marin_proto_goTypes = []any{
 	(Kind)(0),                    // 0: marin.plugin.v1.Kind
 	(*DescribeRequest)(nil),      // 1: marin.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil),     // 2: marin.plugin.v1.DescribeResponse
 	(*OpInfo)(nil),               // 3: marin.plugin.v1.OpInfo
-	(*RunRequest)(nil),           // 4: marin.plugin.v1.RunRequest
-	(*PluginEndpoint)(nil),       // 5: marin.plugin.v1.PluginEndpoint
-	(*RenderChatRequest)(nil),    // 6: marin.plugin.v1.RenderChatRequest
-	(*Conversation)(nil),         // 7: marin.plugin.v1.Conversation
-	(*ChatMessage)(nil),          // 8: marin.plugin.v1.ChatMessage
-	(*RenderChatResponse)(nil),   // 9: marin.plugin.v1.RenderChatResponse
-	(*RenderedConversation)(nil), // 10: marin.plugin.v1.RenderedConversation
-	(*Segment)(nil),              // 11: marin.plugin.v1.Segment
-	(*RunEvent)(nil),             // 12: marin.plugin.v1.RunEvent
-	(*Progress)(nil),             // 13: marin.plugin.v1.Progress
-	(*Log)(nil),                  // 14: marin.plugin.v1.Log
-	(*Result)(nil),               // 15: marin.plugin.v1.Result
-	(*Ok)(nil),                   // 16: marin.plugin.v1.Ok
-	(*Diagnostic)(nil),           // 17: marin.plugin.v1.Diagnostic
-	nil,                          // 18: marin.plugin.v1.Log.FieldsEntry
+	(*PlanRequest)(nil),          // 4: marin.plugin.v1.PlanRequest
+	(*PlanResponse)(nil),         // 5: marin.plugin.v1.PlanResponse
+	(*RunRequest)(nil),           // 6: marin.plugin.v1.RunRequest
+	(*PluginEndpoint)(nil),       // 7: marin.plugin.v1.PluginEndpoint
+	(*RenderChatRequest)(nil),    // 8: marin.plugin.v1.RenderChatRequest
+	(*Conversation)(nil),         // 9: marin.plugin.v1.Conversation
+	(*ChatMessage)(nil),          // 10: marin.plugin.v1.ChatMessage
+	(*RenderChatResponse)(nil),   // 11: marin.plugin.v1.RenderChatResponse
+	(*RenderedConversation)(nil), // 12: marin.plugin.v1.RenderedConversation
+	(*Segment)(nil),              // 13: marin.plugin.v1.Segment
+	(*RunEvent)(nil),             // 14: marin.plugin.v1.RunEvent
+	(*Progress)(nil),             // 15: marin.plugin.v1.Progress
+	(*Log)(nil),                  // 16: marin.plugin.v1.Log
+	(*Result)(nil),               // 17: marin.plugin.v1.Result
+	(*Ok)(nil),                   // 18: marin.plugin.v1.Ok
+	(*Diagnostic)(nil),           // 19: marin.plugin.v1.Diagnostic
+	nil,                          // 20: marin.plugin.v1.Log.FieldsEntry
 }
 var file_marin_proto_depIdxs = []int32{
 	0,  // 0: marin.plugin.v1.DescribeResponse.kind:type_name -> marin.plugin.v1.Kind
 	3,  // 1: marin.plugin.v1.DescribeResponse.ops:type_name -> marin.plugin.v1.OpInfo
-	5,  // 2: marin.plugin.v1.RunRequest.plugins:type_name -> marin.plugin.v1.PluginEndpoint
-	0,  // 3: marin.plugin.v1.PluginEndpoint.kind:type_name -> marin.plugin.v1.Kind
-	7,  // 4: marin.plugin.v1.RenderChatRequest.conversations:type_name -> marin.plugin.v1.Conversation
-	8,  // 5: marin.plugin.v1.Conversation.messages:type_name -> marin.plugin.v1.ChatMessage
-	10, // 6: marin.plugin.v1.RenderChatResponse.conversations:type_name -> marin.plugin.v1.RenderedConversation
-	17, // 7: marin.plugin.v1.RenderChatResponse.error:type_name -> marin.plugin.v1.Diagnostic
-	11, // 8: marin.plugin.v1.RenderedConversation.segments:type_name -> marin.plugin.v1.Segment
-	13, // 9: marin.plugin.v1.RunEvent.progress:type_name -> marin.plugin.v1.Progress
-	14, // 10: marin.plugin.v1.RunEvent.log:type_name -> marin.plugin.v1.Log
-	15, // 11: marin.plugin.v1.RunEvent.result:type_name -> marin.plugin.v1.Result
-	18, // 12: marin.plugin.v1.Log.fields:type_name -> marin.plugin.v1.Log.FieldsEntry
-	16, // 13: marin.plugin.v1.Result.ok:type_name -> marin.plugin.v1.Ok
-	17, // 14: marin.plugin.v1.Result.error:type_name -> marin.plugin.v1.Diagnostic
-	1,  // 15: marin.plugin.v1.Plugin.Describe:input_type -> marin.plugin.v1.DescribeRequest
-	4,  // 16: marin.plugin.v1.Plugin.Run:input_type -> marin.plugin.v1.RunRequest
-	6,  // 17: marin.plugin.v1.Plugin.RenderChat:input_type -> marin.plugin.v1.RenderChatRequest
-	2,  // 18: marin.plugin.v1.Plugin.Describe:output_type -> marin.plugin.v1.DescribeResponse
-	12, // 19: marin.plugin.v1.Plugin.Run:output_type -> marin.plugin.v1.RunEvent
-	9,  // 20: marin.plugin.v1.Plugin.RenderChat:output_type -> marin.plugin.v1.RenderChatResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	19, // 2: marin.plugin.v1.PlanResponse.diagnostics:type_name -> marin.plugin.v1.Diagnostic
+	7,  // 3: marin.plugin.v1.RunRequest.plugins:type_name -> marin.plugin.v1.PluginEndpoint
+	0,  // 4: marin.plugin.v1.PluginEndpoint.kind:type_name -> marin.plugin.v1.Kind
+	9,  // 5: marin.plugin.v1.RenderChatRequest.conversations:type_name -> marin.plugin.v1.Conversation
+	10, // 6: marin.plugin.v1.Conversation.messages:type_name -> marin.plugin.v1.ChatMessage
+	12, // 7: marin.plugin.v1.RenderChatResponse.conversations:type_name -> marin.plugin.v1.RenderedConversation
+	19, // 8: marin.plugin.v1.RenderChatResponse.error:type_name -> marin.plugin.v1.Diagnostic
+	13, // 9: marin.plugin.v1.RenderedConversation.segments:type_name -> marin.plugin.v1.Segment
+	15, // 10: marin.plugin.v1.RunEvent.progress:type_name -> marin.plugin.v1.Progress
+	16, // 11: marin.plugin.v1.RunEvent.log:type_name -> marin.plugin.v1.Log
+	17, // 12: marin.plugin.v1.RunEvent.result:type_name -> marin.plugin.v1.Result
+	20, // 13: marin.plugin.v1.Log.fields:type_name -> marin.plugin.v1.Log.FieldsEntry
+	18, // 14: marin.plugin.v1.Result.ok:type_name -> marin.plugin.v1.Ok
+	19, // 15: marin.plugin.v1.Result.error:type_name -> marin.plugin.v1.Diagnostic
+	1,  // 16: marin.plugin.v1.Plugin.Describe:input_type -> marin.plugin.v1.DescribeRequest
+	6,  // 17: marin.plugin.v1.Plugin.Run:input_type -> marin.plugin.v1.RunRequest
+	8,  // 18: marin.plugin.v1.Plugin.RenderChat:input_type -> marin.plugin.v1.RenderChatRequest
+	4,  // 19: marin.plugin.v1.Plugin.Plan:input_type -> marin.plugin.v1.PlanRequest
+	2,  // 20: marin.plugin.v1.Plugin.Describe:output_type -> marin.plugin.v1.DescribeResponse
+	14, // 21: marin.plugin.v1.Plugin.Run:output_type -> marin.plugin.v1.RunEvent
+	11, // 22: marin.plugin.v1.Plugin.RenderChat:output_type -> marin.plugin.v1.RenderChatResponse
+	5,  // 23: marin.plugin.v1.Plugin.Plan:output_type -> marin.plugin.v1.PlanResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_marin_proto_init() }
@@ -1380,16 +1560,16 @@ func file_marin_proto_init() {
 	if File_marin_proto != nil {
 		return
 	}
-	file_marin_proto_msgTypes[10].OneofWrappers = []any{
+	file_marin_proto_msgTypes[12].OneofWrappers = []any{
 		(*Segment_Text)(nil),
 		(*Segment_SpecialToken)(nil),
 	}
-	file_marin_proto_msgTypes[11].OneofWrappers = []any{
+	file_marin_proto_msgTypes[13].OneofWrappers = []any{
 		(*RunEvent_Progress)(nil),
 		(*RunEvent_Log)(nil),
 		(*RunEvent_Result)(nil),
 	}
-	file_marin_proto_msgTypes[14].OneofWrappers = []any{
+	file_marin_proto_msgTypes[16].OneofWrappers = []any{
 		(*Result_Ok)(nil),
 		(*Result_Error)(nil),
 	}
@@ -1399,7 +1579,7 @@ func file_marin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_marin_proto_rawDesc), len(file_marin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Plugin_Describe_FullMethodName   = "/marin.plugin.v1.Plugin/Describe"
 	Plugin_Run_FullMethodName        = "/marin.plugin.v1.Plugin/Run"
 	Plugin_RenderChat_FullMethodName = "/marin.plugin.v1.Plugin/RenderChat"
+	Plugin_Plan_FullMethodName       = "/marin.plugin.v1.Plugin/Plan"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -56,6 +57,13 @@ type PluginClient interface {
 	// PluginEndpoint the host put in its RunRequest and calls it with batches
 	// of conversations, so the data never passes through the host.
 	RenderChat(ctx context.Context, in *RenderChatRequest, opts ...grpc.CallOption) (*RenderChatResponse, error)
+	// Plan is called while the host plans, before anything runs, for each
+	// step whose op says `plans` in its OpInfo: the op checks what its config
+	// schema cannot (files that must exist, a model's size against the
+	// sequence length, …) and may pin values the version must include (the
+	// digest of a tokenizer file, the revision a hub name resolves to). The
+	// host adds the pinned keys to the step's config before hashing it.
+	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
 }
 
 type pluginClient struct {
@@ -105,6 +113,16 @@ func (c *pluginClient) RenderChat(ctx context.Context, in *RenderChatRequest, op
 	return out, nil
 }
 
+func (c *pluginClient) Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanResponse)
+	err := c.cc.Invoke(ctx, Plugin_Plan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
@@ -125,6 +143,13 @@ type PluginServer interface {
 	// PluginEndpoint the host put in its RunRequest and calls it with batches
 	// of conversations, so the data never passes through the host.
 	RenderChat(context.Context, *RenderChatRequest) (*RenderChatResponse, error)
+	// Plan is called while the host plans, before anything runs, for each
+	// step whose op says `plans` in its OpInfo: the op checks what its config
+	// schema cannot (files that must exist, a model's size against the
+	// sequence length, …) and may pin values the version must include (the
+	// digest of a tokenizer file, the revision a hub name resolves to). The
+	// host adds the pinned keys to the step's config before hashing it.
+	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -143,6 +168,9 @@ func (UnimplementedPluginServer) Run(*RunRequest, grpc.ServerStreamingServer[Run
 }
 func (UnimplementedPluginServer) RenderChat(context.Context, *RenderChatRequest) (*RenderChatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenderChat not implemented")
+}
+func (UnimplementedPluginServer) Plan(context.Context, *PlanRequest) (*PlanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Plan not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -212,6 +240,24 @@ func _Plugin_RenderChat_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_Plan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServer).Plan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Plugin_Plan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServer).Plan(ctx, req.(*PlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -226,6 +272,10 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenderChat",
 			Handler:    _Plugin_RenderChat_Handler,
+		},
+		{
+			MethodName: "Plan",
+			Handler:    _Plugin_Plan_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -3,15 +3,12 @@ package sdk
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -79,7 +76,7 @@ func grpcServer(opts []grpc.ServerOption) *grpc.Server {
 // use; Render calls may overlap.
 type FormatClient struct {
 	Endpoint PluginEndpoint
-	client   *goplugin.Client
+	client   *Client
 	rpc      pluginpb.PluginClient
 	stderr   *stderrTail
 	closed   sync.Once
@@ -94,39 +91,18 @@ func StartFormat(ctx context.Context, ep PluginEndpoint) (*FormatClient, error) 
 	}
 	cmd := exec.Command(ep.Argv[0], ep.Argv[1:]...)
 	cmd.Env = append(os.Environ(), ep.Env...)
-	killWithParent(cmd)
 	tail := &stderrTail{}
-	c := goplugin.NewClient(&goplugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: ClientPluginSets(),
-		Cmd:              cmd,
-		SkipHostEnv:      true,
-		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "format-plugin", Output: io.Discard, Level: hclog.Error}),
-		Stderr:           tail,
-		SyncStderr:       tail,
-		SyncStdout:       io.Discard,
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes))},
-	})
+	c, err := Start(cmd, ClientConfig{Stderr: tail})
 	fc := &FormatClient{Endpoint: ep, client: c, stderr: tail}
 	fail := func(err error) (*FormatClient, error) {
 		fc.Close()
 		return nil, fc.explain(fmt.Errorf("format plugin %q (%s): %w", ep.Name, strings.Join(ep.Argv, " "), err))
 	}
-	proto, err := c.Client()
 	if err != nil {
-		return fail(fmt.Errorf("start: %w", err))
+		return fail(err)
 	}
-	raw, err := proto.Dispense(PluginSetKey)
-	if err != nil {
-		return fail(fmt.Errorf("connect: %w", err))
-	}
-	rpc, ok := raw.(pluginpb.PluginClient)
-	if !ok {
-		return fail(fmt.Errorf("connect: dispensed %T, not a marin plugin client", raw))
-	}
-	fc.rpc = rpc
+	fc.rpc = c.RPC()
+	rpc := fc.rpc
 	d, err := rpc.Describe(ctx, &pluginpb.DescribeRequest{})
 	if err != nil {
 		return fail(fmt.Errorf("describe: %w", err))

@@ -46,6 +46,7 @@ import (
 	"strings"
 
 	pluginpb "github.com/marin-go/marin/plugins/proto"
+	"github.com/marin-go/marin/plugins/schema"
 )
 
 // Kind says what sort of work a plugin does.
@@ -74,6 +75,16 @@ type Plugin struct {
 type Op struct {
 	Description string // one line, shown by `marin plugins`
 	Run         RunFunc
+	// Schema declares the op's config: keys, types, required, defaults,
+	// enums, ranges and cross-field rules (package plugins/schema; usually
+	// schema.MustFromStruct of the struct Run decodes into). The host checks
+	// every step against it while planning, so `marin --dry-run` reports
+	// mistakes before anything runs; the SDK checks it again before Run and
+	// Request.Decode then decodes strictly (unknown keys are errors) with the
+	// defaults filled in. nil: the op declares nothing and gets any config.
+	Schema *schema.Field
+	// Plan, when set, is called while the host plans (see PlanFunc).
+	Plan PlanFunc
 }
 
 // RunFunc executes an op for one step. ctx is cancelled when the host gives
@@ -134,6 +145,15 @@ func (p *Plugin) Validate() error {
 		}
 		if op.Run == nil {
 			return fmt.Errorf("plugin %q: op %q has no Run function", p.Name, name)
+		}
+		if op.Schema != nil {
+			raw, err := op.Schema.Marshal()
+			if err == nil {
+				_, err = schema.Unmarshal(raw)
+			}
+			if err != nil {
+				return fmt.Errorf("plugin %q: op %q: %w", p.Name, name, err)
+			}
 		}
 	}
 	return nil

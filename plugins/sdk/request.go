@@ -3,11 +3,14 @@ package sdk
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
 	"path/filepath"
 	"strings"
+
+	"github.com/marin-go/marin/plugins/schema"
 )
 
 // Request is one step the host asks an op to run.
@@ -31,6 +34,9 @@ type Request struct {
 	// Plugins are the format plugins the host knows, for ops that render
 	// through one (see Plugin and StartFormat).
 	Plugins []PluginEndpoint
+
+	// schema is the op's declared config schema, for Decode.
+	schema *schema.Field
 }
 
 // decodeConfig parses a config JSON object; empty input is an empty config.
@@ -169,8 +175,21 @@ func (r *Request) Bool(key string) (bool, error) {
 }
 
 // Decode unmarshals the whole config into v (usually a pointer to a struct
-// with json tags), for ops with many settings.
+// with json tags), for ops with many settings. When the op declares a schema,
+// decoding is strict — a key v does not have is an error — and the schema's
+// defaults fill absent keys.
 func (r *Request) Decode(v any) error {
+	if r.schema != nil {
+		if err := schema.Decode(r.schema, r.Config, v); err != nil {
+			d := &Diagnostic{Summary: fmt.Sprintf("decode config of step %q: %v", r.StepName, err)}
+			var se *schema.Error
+			if errors.As(err, &se) && len(se.Issues) > 0 {
+				d.Attribute = se.Issues[0].Path
+			}
+			return d
+		}
+		return nil
+	}
 	raw := r.ConfigJSON
 	if len(bytes.TrimSpace(raw)) == 0 {
 		var err error

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -44,8 +45,46 @@ func (s *server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb
 		ProtocolVersion: ProtocolVersion,
 	}
 	for _, name := range s.p.OpNames() {
-		resp.Ops = append(resp.Ops, &pluginpb.OpInfo{Name: name, Description: s.p.Ops[name].Description})
+		op := s.p.Ops[name]
+		info := &pluginpb.OpInfo{Name: name, Description: op.Description, Plans: op.Plan != nil}
+		if op.Schema != nil {
+			raw, err := op.Schema.Marshal()
+			if err != nil {
+				return nil, fmt.Errorf("op %q: encode config schema: %w", name, err)
+			}
+			info.ConfigSchema = raw
+		}
+		resp.Ops = append(resp.Ops, info)
 	}
+	return resp, nil
+}
+
+func (s *server) Plan(ctx context.Context, req *pluginpb.PlanRequest) (*pluginpb.PlanResponse, error) {
+	if s.beforeCall != nil {
+		s.beforeCall()
+	}
+	op, ok := s.p.Ops[req.GetOp()]
+	if !ok {
+		return nil, fmt.Errorf("plugin %q does not serve op %q", s.p.Name, req.GetOp())
+	}
+	res, err := CallPlan(ctx, op, &PlanRequest{Op: req.GetOp(), StepName: req.GetStepName(), ConfigJSON: req.GetConfigJson(),
+		Prefix: req.GetPrefix(), LogLevel: requestLevel(req.GetLogLevel())})
+	resp := &pluginpb.PlanResponse{}
+	if err != nil {
+		resp.Diagnostics = append(resp.Diagnostics, toDiagnostic(err))
+		return resp, nil
+	}
+	for _, d := range res.Diagnostics {
+		resp.Diagnostics = append(resp.Diagnostics, toDiagnostic(d))
+	}
+	if len(res.Set) > 0 {
+		raw, err := json.Marshal(res.Set)
+		if err != nil {
+			return nil, fmt.Errorf("op %q: encode pinned values: %w", req.GetOp(), err)
+		}
+		resp.SetJson = raw
+	}
+	resp.Notes = res.Notes
 	return resp, nil
 }
 
@@ -72,6 +111,9 @@ func (s *server) run(ctx context.Context, req *pluginpb.RunRequest, rep *reporte
 	if err != nil {
 		return &Diagnostic{Summary: fmt.Sprintf("step %q: %v", req.GetStepName(), err)}
 	}
+	if err := checkConfig(req.GetStepName(), op, cfg); err != nil {
+		return err
+	}
 	r := &Request{
 		Op:         req.GetOp(),
 		StepName:   req.GetStepName(),
@@ -81,6 +123,7 @@ func (s *server) run(ctx context.Context, req *pluginpb.RunRequest, rep *reporte
 		Prefix:     req.GetPrefix(),
 		Attempt:    int(req.GetAttempt()),
 		LogLevel:   requestLevel(req.GetLogLevel()),
+		schema:     op.Schema,
 	}
 	for _, p := range req.GetPlugins() {
 		r.Plugins = append(r.Plugins, endpointFromProto(p))

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -40,6 +41,7 @@ func Plugin() *sdk.Plugin {
 		Ops: map[string]sdk.Op{
 			"shell/run": {
 				Description: "run a command; it writes its results under $MARIN_OUTPUT_PATH",
+				Schema:      schema.MustFromStruct(config{}),
 				Run:         run,
 			},
 		},
@@ -48,9 +50,9 @@ func Plugin() *sdk.Plugin {
 
 // config is shell/run's config.
 type config struct {
-	Command any               `json:"command"` // a string for /bin/sh -c, or a list of argv strings
-	Env     map[string]string `json:"env"`
-	Workdir string            `json:"workdir"`
+	Command any               `json:"command" schema:"required" doc:"a string for /bin/sh -c, or a list of argv strings"`
+	Env     map[string]string `json:"env" doc:"variables added to the command's environment"`
+	Workdir string            `json:"workdir" doc:"the command's working directory"`
 }
 
 func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {

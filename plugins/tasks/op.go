@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/marin-go/marin/plugins/documents"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/storage"
 )
@@ -23,17 +24,24 @@ const OpName = "tasks/generate"
 func Op() sdk.Op {
 	return sdk.Op{
 		Description: "write synthetic tasks (add, reverse, upper) with held-out questions as documents: pretrain text and chat train/test splits",
+		Schema:      opSchema(),
 		Run:         run,
 	}
 }
 
 type opConfig struct {
-	Seed        uint64   `json:"seed"`
-	Tasks       []string `json:"tasks"`
-	Pretrain    int      `json:"pretrain_documents"`
-	LinesPerDoc *int     `json:"lines_per_document"`
-	Train       int      `json:"train"`
-	Test        int      `json:"test"`
+	Seed        uint64   `json:"seed" schema:"min=0"`
+	Tasks       []string `json:"tasks" doc:"which tasks (default all)"`
+	Pretrain    int      `json:"pretrain_documents" schema:"min=0" doc:"documents of text"`
+	LinesPerDoc *int     `json:"lines_per_document" schema:"gt=0" doc:"questions a pretraining document holds (default 8)"`
+	Train       int      `json:"train" schema:"min=0" doc:"fine-tuning conversations"`
+	Test        int      `json:"test" schema:"min=0" doc:"held-out conversations"`
+}
+
+func opSchema() *schema.Field {
+	s := schema.MustFromStruct(opConfig{})
+	s.Lookup("tasks").Elem.Enum = append([]string(nil), AllTasks...)
+	return s
 }
 
 func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {

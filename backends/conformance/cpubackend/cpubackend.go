@@ -203,7 +203,7 @@ func (c *model) SaveCheckpoint(ctx context.Context, dir string) error {
 	if st != nil {
 		step = st.Step
 	}
-	return train.SaveCheckpoint(dir, step, c.m.Params, st, train.TrainerState{Backend: train.Backend}, false, "")
+	return train.SaveCheckpoint(dir, step, c.m.Params, st, train.TrainerState{Backend: "cpu"}, false, "")
 }
 
 func (c *model) ExportHF(ctx context.Context, dir string) error {

@@ -36,6 +36,7 @@ import (
 
 	"github.com/marin-go/marin/backends/cpu/generate"
 	"github.com/marin-go/marin/backends/tokens/chat"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -46,18 +47,19 @@ const ExactMatchOp = "eval/exact_match"
 func Op() sdk.Op {
 	return sdk.Op{
 		Description: "greedy-generate answers to held-out conversations and report exact-match accuracy",
+		Schema:      schema.MustFromStruct(Config{}),
 		Run:         run,
 	}
 }
 
 // Config is the op's config.
 type Config struct {
-	Model        string          `json:"model"`
-	Data         string          `json:"data"`
-	Format       json.RawMessage `json:"format"`
-	Tokenizer    string          `json:"tokenizer"`
-	MaxNewTokens int             `json:"max_new_tokens"`
-	MaxExamples  int             `json:"max_examples"`
+	Model        string          `json:"model" schema:"required,nonempty" doc:"an hf/ export, a checkpoint or a training step's output"`
+	Data         string          `json:"data" schema:"required,nonempty" doc:"documents holding the held-out conversations"`
+	Format       json.RawMessage `json:"format" doc:"the chat format to prompt with (default: the model's)"`
+	Tokenizer    string          `json:"tokenizer" doc:"the tokenizer (default: the model directory's)"`
+	MaxNewTokens int             `json:"max_new_tokens" schema:"min=0" doc:"answer length limit (0: 64)"`
+	MaxExamples  int             `json:"max_examples" schema:"min=0" doc:"examples evaluated (0: all)"`
 }
 
 // Results is results.json.

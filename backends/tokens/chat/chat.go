@@ -34,6 +34,7 @@ import (
 	"strings"
 
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
+	"github.com/marin-go/marin/plugins/schema"
 )
 
 // Message is one turn of a conversation.
@@ -107,14 +108,32 @@ const (
 
 // Options is the step config's "format" object (starlib's ChatFormat).
 type Options struct {
-	Name           string `json:"name"`
-	Template       string `json:"template,omitempty"` // Jinja chat template overriding the tokenizer's
-	Plugin         string `json:"plugin,omitempty"`   // with Name "plugin": the format plugin's name
-	MessagesField  string `json:"messages_field"`
-	MaskUserTurns  bool   `json:"mask_user_turns"`   // train only on assistant turns
-	TrainEndOfTurn bool   `json:"train_end_of_turn"` // train the token that ends each assistant turn
-	Pack           bool   `json:"pack"`              // for the data loader; not used when tokenizing
-	SystemPrompt   string `json:"system_prompt,omitempty"`
+	Name           string `json:"name" schema:"default=hf_template" doc:"a built-in format, hf_template (the tokenizer's chat template) or plugin"`
+	Template       string `json:"template,omitempty" doc:"a Jinja chat template overriding the tokenizer's (with hf_template)"`
+	Plugin         string `json:"plugin,omitempty" doc:"with name \"plugin\": the format plugin that renders"`
+	MessagesField  string `json:"messages_field" schema:"nonempty,default=messages" doc:"the documents' field holding the conversation"`
+	MaskUserTurns  bool   `json:"mask_user_turns" schema:"default=true" doc:"train only on assistant turns"`
+	TrainEndOfTurn bool   `json:"train_end_of_turn" schema:"default=true" doc:"train the token that ends each assistant turn"`
+	Pack           bool   `json:"pack" schema:"default=true" doc:"pack documents into sequences (false pads); read by the data loader"`
+	SystemPrompt   string `json:"system_prompt,omitempty" doc:"a default system prompt for conversations without one"`
+}
+
+// Names lists the formats: the built-ins, hf_template and plugin.
+var Names = []string{NameLlama3Instruct, NameChatML, NameLlama2, NameMistral, NameAlpaca, NameHFTemplate, NamePlugin}
+
+// OptionsSchema is the config schema of a format object (ChatFormat), for
+// the schemas of the ops that take one. Each call returns a new copy.
+func OptionsSchema() *schema.Field {
+	s := schema.MustFromStruct(Options{})
+	s.Lookup("name").Enum = append([]string(nil), Names...)
+	for _, f := range s.Fields {
+		if f.Type == schema.String {
+			f.Nullable = true // ChatFormat leaves unset fields None
+		}
+	}
+	// The combinations (plugin= only with name "plugin", template= only with
+	// hf_template) are Options.Validate's, which the tokenize op's Plan runs.
+	return s
 }
 
 // DefaultOptions are ChatFormat()'s defaults.
@@ -162,7 +181,7 @@ func (o Options) Validate() error {
 			return fmt.Errorf("chat format name=\"plugin\" needs plugin=\"NAME\"")
 		}
 	default:
-		return fmt.Errorf("unknown chat format %q (known: llama3_instruct, chatml, llama2, mistral, alpaca, hf_template, plugin)", o.Name)
+		return fmt.Errorf("unknown chat format %q (known: %s)", o.Name, strings.Join(Names, ", "))
 	}
 	if o.Template != "" && o.Name != NameHFTemplate {
 		return fmt.Errorf("chat format %q: template= is only used with name=\"hf_template\"", o.Name)

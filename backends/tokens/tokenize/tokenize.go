@@ -40,6 +40,7 @@ import (
 	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/tokens/tokencache"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -54,17 +55,36 @@ const codeVersion = "tokenize/1"
 func Op() sdk.Op {
 	return sdk.Op{
 		Description: "render conversations with a chat format, tokenize them and write a token cache (ids, loss mask, offsets)",
+		Schema:      configSchema,
+		Plan:        planStep,
 		Run:         Run,
 	}
 }
 
-// Config is the step config.
+// Config is the step config; its tags (and chat.Options' for format) are
+// the op's schema.
 type Config struct {
-	Input        string          `json:"input"`
-	Tokenizer    string          `json:"tokenizer"`
-	Format       json.RawMessage `json:"format"`
-	IsValidation bool            `json:"is_validation"`
+	Input        string          `json:"input" schema:"required,nonempty" doc:"the documents: a directory or glob of *.jsonl(.gz) shards"`
+	Tokenizer    string          `json:"tokenizer" schema:"required,nonempty" doc:"a tokenizer.json, a directory holding one, or a hub id (org/name[@revision])"`
+	Format       json.RawMessage `json:"format" doc:"the chat format (ChatFormat)"`
+	IsValidation bool            `json:"is_validation" doc:"recorded in the manifest for the mixture loader"`
+	// Pinned while planning (see plan.go); part of the version.
+	TokenizerDigest   string `json:"tokenizer_digest" doc:"sha256 of a local tokenizer's files, pinned at plan time"`
+	TokenizerRevision string `json:"tokenizer_revision" doc:"the commit a hub tokenizer resolved to, pinned at plan time"`
 }
+
+// configSchema is Config's, with format described by chat.Options.
+var configSchema = func() *schema.Field {
+	s := schema.MustFromStruct(Config{})
+	for i, f := range s.Fields {
+		if f.Name == "format" {
+			fs := chat.OptionsSchema()
+			fs.Name, fs.Doc, fs.Nullable = f.Name, f.Doc, true
+			s.Fields[i] = fs
+		}
+	}
+	return s
+}()
 
 // Run runs the op for one step.
 func Run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
@@ -135,8 +155,15 @@ func (j *Job) Run(ctx context.Context) error {
 		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "format"}
 	}
 
-	tf, err := loadTokenizer(ctx, c.Tokenizer, j.Report)
+	name := c.Tokenizer
+	if c.TokenizerRevision != "" && !strings.Contains(name, "@") {
+		name += "@" + c.TokenizerRevision
+	}
+	tf, err := loadTokenizer(ctx, name, j.Report)
 	if err != nil {
+		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "tokenizer"}
+	}
+	if err := checkPinned(c, tf, opts); err != nil {
 		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "tokenizer"}
 	}
 	tok, err := tokenizer.FromBytes(tf.JSON)

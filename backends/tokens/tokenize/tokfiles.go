@@ -29,17 +29,14 @@ type tokenizerFiles struct {
 // and the chat template).
 func loadTokenizer(ctx context.Context, name string, r sdk.Reporter) (*tokenizerFiles, error) {
 	local := name
-	isLocal := strings.HasPrefix(name, "file://")
-	if isLocal {
+	if strings.HasPrefix(name, "file://") {
 		p, err := sdk.LocalPath(name)
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer %q: %w", name, err)
 		}
 		local = p
-	} else if _, err := os.Stat(name); err == nil || filepath.IsAbs(name) || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".json") || !hfhub.IsRef(name) {
-		isLocal = true
 	}
-	if !isLocal {
+	if !isLocalTokenizer(name) {
 		dir, err := fetchHub(ctx, name, r)
 		if err != nil {
 			return nil, err
@@ -67,6 +64,17 @@ func loadTokenizer(ctx context.Context, name string, r sdk.Reporter) (*tokenizer
 		return nil, fmt.Errorf("tokenizer %q: %w", name, err)
 	}
 	return tf, nil
+}
+
+// isLocalTokenizer says whether a tokenizer name is a local path (a
+// file:// URL, something that exists, an absolute or ./ path, a .json file,
+// or anything that is not shaped like a hub id) rather than a hub id.
+func isLocalTokenizer(name string) bool {
+	if strings.HasPrefix(name, "file://") {
+		return true
+	}
+	_, err := os.Stat(name)
+	return err == nil || filepath.IsAbs(name) || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".json") || !hfhub.IsRef(name)
 }
 
 // fetchHub downloads tokenizer.json (and tokenizer_config.json when the repo

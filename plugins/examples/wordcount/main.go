@@ -20,6 +20,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -28,9 +29,40 @@ func main() {
 		Name: "wordcount", Kind: sdk.KindGeneric, Version: "0.1.0",
 		Ops: map[string]sdk.Op{"wordcount/count": {
 			Description: "count the words of text files (config: input, a path or file:// URL, or a list)",
-			Run:         count,
+			// The config schema, sent to marin, which checks every step
+			// against it before anything runs; Plan checks the files exist.
+			Schema: schema.MustFromStruct(config{}),
+			Plan:   plan,
+			Run:    count,
 		}},
 	})
+}
+
+// config is the op's config; its tags are its schema.
+type config struct {
+	Input any `json:"input" schema:"required" doc:"a text file (path or file:// URL), or a list of them"`
+}
+
+// plan reports input files that do not exist, while marin plans.
+func plan(ctx context.Context, req *sdk.PlanRequest) (*sdk.PlanResult, error) {
+	res := &sdk.PlanResult{}
+	r := &sdk.Request{Config: req.Config}
+	inputs, err := r.Strings("input")
+	if err != nil {
+		res.Errorf("input", "%v", err)
+		return res, nil
+	}
+	for _, in := range inputs {
+		if req.IsStepOutput(in) {
+			continue // another step writes it
+		}
+		if path, err := sdk.LocalPath(in); err == nil {
+			if _, err := os.Stat(path); err != nil {
+				res.Errorf("input", "%v", err)
+			}
+		}
+	}
+	return res, nil
 }
 
 // Counts is the content of counts.json.
