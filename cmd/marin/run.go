@@ -46,7 +46,7 @@ func (o *runOptions) bind(cmd *cobra.Command) {
 	f.StringArrayVar(&o.runOnly, "run-only", nil, "run only steps whose name or path matches REGEX, plus what they need (repeatable)")
 	f.BoolVar(&o.forceRunFailed, "force-run-failed", true, "rerun steps whose last attempt failed (false: they and their dependents are blocked)")
 	f.IntVar(&o.maxConcurrent, "max-concurrent", executor.DefaultMaxConcurrent, "steps run at once by this process")
-	f.StringVar(&o.backend, "backend", "", "compute backend for training steps, overriding the script's resources: cpu or gomlx (never changes output paths)")
+	f.StringVar(&o.backend, "backend", "", "compute backend for training steps, overriding the script's resources: a plugin of kind backend, as marin plugins lists them (never changes output paths)")
 	bindLogFlags(cmd, &o.logFormat, &o.logLevel)
 }
 
