@@ -1,7 +1,11 @@
-// Package train is the cpu backend's "train" op, the step default_sft
-// makes: it trains a Llama-family model (backends/model/llama) on token caches
-// (backends/tokens/tokencache) with AdamW, global-norm clipping and Levanter's
-// learning-rate schedules (backends/model/optim).
+// Package train is the "train" op, the step default_sft makes, shared by
+// every engine: it trains a Llama-family model (backends/model/llama) on
+// token caches (backends/tokens/tokencache) with AdamW, global-norm clipping
+// and Levanter's learning-rate schedules (backends/model/optim). The numerics
+// run in an Engine (backends/cpu, backends/gomlx); everything else — config,
+// data order, schedule, checkpoints, exports, metrics — is here, so a run can
+// move between engines at a checkpoint. Each engine's plugin serves the op
+// through Op(EngineSpec); Config's tags are the op's config schema.
 //
 // # Config
 //

@@ -1,6 +1,9 @@
-// Package optim is the optimizer of the CPU backend: AdamW with global-norm
-// gradient clipping, and the learning-rate schedules of Levanter (the
-// trainer behind Marin), reproduced step for step.
+// Package optim is the optimizer every engine applies, declared once: AdamW's
+// hyper-parameters (AdamWConfig), its state and that state's checkpoint
+// format (State, ReadState), the weight-decay mask, and the learning-rate
+// schedules of Levanter (the trainer behind Marin), reproduced step for
+// step. The update itself runs in each engine: backends/cpu/adamw on the CPU,
+// the GoMLX graph in backends/gomlx.
 //
 // The update is optax's chain as Levanter's AdamConfig builds it:
 //
@@ -14,24 +17,13 @@
 // weight matrix decays — attention and MLP projections and an untied
 // lm_head — while embeddings, norm weights and biases do not.
 //
-// A training step, with llama's parameters, looks like:
+// A schedule gives each step's learning rate:
 //
-//	params := make([]optim.Param, 0, len(p.Tensors()))
-//	for i, t := range p.Tensors() {
-//		params = append(params, optim.Param{Name: t.Name, Data: t.Data,
-//			Grad: grads.Tensors()[i].Data, Decay: optim.LevanterWeightDecay(t.Name)})
-//	}
-//	opt, err := optim.NewAdamW(optim.DefaultAdamW(), params)
 //	sched, err := optim.NewSchedule(optim.ScheduleConfig{LearningRate: 5e-6,
 //		Schedule: "linear", Warmup: 0.03}, numTrainSteps)
-//	...
-//	grads.Zero(); model.LossAndGrad(...)      // accumulate micro-batches
-//	info, err := opt.Step(params, sched.LR(int(opt.State.Step)))
+//	lr := sched.LR(step)
 //
 // The optimizer state (step count and both moments, by parameter name)
 // serialises with State.WriteTo and ReadState for checkpoints; the format
 // carries a checksum, so a truncated or corrupted file is refused.
-//
-// All loops run over kernels.ParallelFor with fixed chunking: results are
-// bit-identical for every thread count.
 package optim
