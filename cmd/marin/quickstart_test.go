@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -83,6 +85,39 @@ func readMetrics(t *testing.T, path string) []metricsRow {
 	return rows
 }
 
+var (
+	quickOnce                    sync.Once
+	quickScriptPath, quickPrefix string
+	quickResult                  result
+	quickErr                     string
+)
+
+// localQuickstart runs the reduced quickstart locally once for the tests
+// that need its results (TestQuickstart, and TestSlurmQuickstart, which
+// compares a Slurm run with it), under the e2e directory TestMain removes.
+func localQuickstart(t *testing.T, repo string) (script, prefix string, r result) {
+	t.Helper()
+	quickOnce.Do(func() {
+		dir, err := os.MkdirTemp(filepath.Dir(marinBin), "quickstart")
+		if err != nil {
+			quickErr = err.Error()
+			return
+		}
+		quickScriptPath = quickScript(t, repo, dir)
+		quickPrefix = filepath.Join(dir, "out")
+		start := time.Now()
+		quickResult = marin(t, repo, nil, quickScriptPath, "--prefix", quickPrefix)
+		t.Logf("reduced quickstart: %s", time.Since(start).Round(time.Second))
+		if quickResult.code != 0 {
+			quickErr = fmt.Sprintf("exit %d:\n%s\n%s", quickResult.code, quickResult.stdout, quickResult.stderr)
+		}
+	})
+	if quickErr != "" {
+		t.Fatalf("local reduced quickstart: %s", quickErr)
+	}
+	return quickScriptPath, quickPrefix, quickResult
+}
+
 // TestQuickstart runs the reduced quickstart through the marin binary (its
 // steps in the built-in plugins' processes), checks that fine-tuning lifts
 // held-out accuracy, samples from the result with generate and chat, and
@@ -93,14 +128,7 @@ func TestQuickstart(t *testing.T) {
 		t.Skip("trains two small models")
 	}
 	repo, _ := filepath.Abs("../..")
-	script := quickScript(t, repo, t.TempDir())
-	prefix := t.TempDir()
-	start := time.Now()
-	r := marin(t, repo, nil, script, "--prefix", prefix)
-	if r.code != 0 {
-		t.Fatalf("exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
-	}
-	t.Logf("reduced quickstart: %s", time.Since(start).Round(time.Second))
+	script, prefix, r := localQuickstart(t, repo)
 	before := readResults(t, prefix, "quickstart_before_sft")
 	after := readResults(t, prefix, "quickstart_after_sft")
 	t.Logf("held-out exact match: %d/%d before fine-tuning, %d/%d after", before.Correct, before.Examples, after.Correct, after.Examples)

@@ -20,6 +20,7 @@ import (
 	"github.com/marin-go/marin/host/graph"
 	"github.com/marin-go/marin/host/logging"
 	"github.com/marin-go/marin/host/pluginhost"
+	"github.com/marin-go/marin/host/runner"
 	"github.com/marin-go/marin/host/validate"
 	"github.com/marin-go/marin/plugins/storage"
 	"github.com/marin-go/marin/starlib"
@@ -36,6 +37,7 @@ type runOptions struct {
 	backend        string
 	logFormat      string
 	logLevel       string
+	runner         runnerOptions
 }
 
 func (o *runOptions) bind(cmd *cobra.Command) {
@@ -48,6 +50,7 @@ func (o *runOptions) bind(cmd *cobra.Command) {
 	f.IntVar(&o.maxConcurrent, "max-concurrent", executor.DefaultMaxConcurrent, "steps run at once by this process")
 	f.StringVar(&o.backend, "backend", "", "compute backend for training steps, overriding the script's resources: a plugin of kind backend, as marin plugins lists them (never changes output paths)")
 	bindLogFlags(cmd, &o.logFormat, &o.logLevel)
+	o.runner.bind(cmd)
 }
 
 func bindLogFlags(cmd *cobra.Command, format, level *string) {
@@ -158,6 +161,14 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 	if err != nil {
 		return err
 	}
+	overrides, err := o.runner.overrides()
+	if err != nil {
+		return err
+	}
+	remote, err := o.runner.remote()
+	if err != nil {
+		return err
+	}
 	m, err := newManager(log)
 	if err != nil {
 		return withCode(exitNoPlugin, err)
@@ -172,6 +183,10 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 		return err
 	}
 	opts := executor.Options{
+		Remote:         remote,
+		SharedPrefix:   o.runner.shared,
+		Resources:      overrides,
+		Poll:           o.runner.poll,
 		Prefix:         plan.Prefix,
 		DryRun:         o.dryRun,
 		RunOnly:        runOnly,
@@ -183,8 +198,17 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 		ScriptName:     res.Script,
 		MarinVersion:   version,
 	}
+	if remote != nil {
+		if err := runner.CheckPrefix(remote.Name(), plan.Prefix, o.runner.shared); err != nil {
+			return withCode(exitUsage, err)
+		}
+	}
+	var placement *executor.PlacementError
 	if o.dryRun {
 		decisions, err := executor.Plan(ctx, plan, opts)
+		if errors.As(err, &placement) {
+			return withCode(exitScript, err)
+		}
 		if err != nil {
 			return withCode(exitFailed, err)
 		}
@@ -215,6 +239,8 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 		return nil
 	case errors.As(err, &unserved):
 		return withCode(exitNoPlugin, fmt.Errorf("nothing ran: %w", err))
+	case errors.As(err, &placement):
+		return withCode(exitScript, fmt.Errorf("nothing ran: %w", err))
 	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
 		return withCode(exitInterrupted, err)
 	default:
@@ -254,12 +280,16 @@ func printDecisionsJSON(w io.Writer, ds []executor.Decision, checked *validate.R
 
 func printDecisions(w io.Writer, script, prefix string, ds []executor.Decision, checked *validate.Result) {
 	counts := map[executor.DecisionKind]int{}
+	where := ""
 	for _, d := range ds {
 		counts[d.Decision]++
+		if d.Runner != "" {
+			where = "; runner " + d.Runner
+		}
 	}
-	fmt.Fprintf(w, "%s: %d step(s) under %s — %d to run, %d done, %d running elsewhere, %d blocked\n\n",
+	fmt.Fprintf(w, "%s: %d step(s) under %s — %d to run, %d done, %d running elsewhere, %d blocked%s\n\n",
 		script, len(ds), prefix, counts[executor.DecisionRun], counts[executor.DecisionSkip],
-		counts[executor.DecisionRunningElsewhere], counts[executor.DecisionBlocked])
+		counts[executor.DecisionRunningElsewhere], counts[executor.DecisionBlocked], where)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DECISION\tSTEP\tOP\tREASON")
 	for _, d := range ds {
@@ -270,6 +300,9 @@ func printDecisions(w io.Writer, script, prefix string, ds []executor.Decision, 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Decision, d.RelPath, op, d.Reason)
 		for _, n := range checked.Notes[d.Name] {
 			fmt.Fprintf(tw, "\t  %s\t\t\n", n)
+		}
+		if d.Runner != "" && d.Runner != runner.Local {
+			fmt.Fprintf(tw, "\t  runs on %s: %s\t\t\n", d.Runner, d.Resources)
 		}
 		if len(d.Diff) > 0 {
 			fmt.Fprintf(tw, "\t  changed since %s:\t\t\n", d.Previous)

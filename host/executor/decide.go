@@ -48,6 +48,12 @@ type Decision struct {
 	// Previous is the most recent earlier output of the same step name
 	// (another hash) that Diff compares against.
 	Previous string `json:"previous,omitempty"`
+	// Runner says where a step that will run would run: "local" (this
+	// process's plugins), "slurm" or "kubernetes" (see place in remote.go).
+	Runner string `json:"runner,omitempty"`
+	// Resources is what its job would ask the scheduler for, in the
+	// scheduler's terms (remote runners only).
+	Resources string `json:"resources,omitempty"`
 
 	// failedBefore marks a step blocked by its own FAILED status, which a
 	// run reports among the failed steps.
@@ -114,7 +120,11 @@ func Plan(ctx context.Context, plan *graph.Plan, opts Options) ([]Decision, erro
 	if err != nil {
 		return nil, err
 	}
-	return e.decide(ctx)
+	ds, err := e.decide(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ds, e.place(ds)
 }
 
 // observed is what is on disk for one step.

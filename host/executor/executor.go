@@ -33,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/marin-go/marin/host/graph"
+	"github.com/marin-go/marin/host/runner"
 	"github.com/marin-go/marin/plugins/storage"
 )
 
@@ -90,6 +91,18 @@ type Options struct {
 	Logger zerolog.Logger
 	// Runner dispatches ops to plugins. Needed by Run unless nothing runs.
 	Runner Runner
+	// Remote, when set, runs each step as a job on a cluster scheduler
+	// (host/runner/slurm, host/runner/kubernetes) that runs `marin run-step`
+	// against the same prefix, instead of calling Runner here (remote.go).
+	// nil is the local runner.
+	Remote runner.Runner
+	// SharedPrefix declares a file:// prefix to be on a file system that
+	// every node of Remote mounts at the same path; without it Remote
+	// refuses file:// prefixes at plan time.
+	SharedPrefix bool
+	// Resources overrides ResourceConfig fields of every step for Remote
+	// (--resource FIELD=VALUE).
+	Resources map[string]string
 	// ScriptName is the experiment script's path; its stem names the
 	// experiment record and its directory is asked for the git commit.
 	ScriptName string
@@ -159,6 +172,11 @@ func newExecutor(plan *graph.Plan, opts Options) (*executor, error) {
 	}
 	if e.holder == "" {
 		e.holder = DefaultHolder()
+	}
+	if opts.Remote != nil {
+		if err := runner.CheckPrefix(opts.Remote.Name(), plan.Prefix, opts.SharedPrefix); err != nil {
+			return nil, err
+		}
 	}
 	steps, err := selectSteps(plan, opts.RunOnly)
 	if err != nil {

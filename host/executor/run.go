@@ -115,6 +115,9 @@ func Run(ctx context.Context, plan *graph.Plan, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := e.place(decisions); err != nil {
+		return nil, err
+	}
 	rep := &Report{Holder: e.holder, Decisions: decisions}
 	if opts.DryRun {
 		for i, d := range decisions {
@@ -501,8 +504,14 @@ func (s *scheduler) runHeld(ctx context.Context, i int, mine Lease, waitedOn map
 	if err := writeInfo(wctx(), st.OutputPath, e.info(st, s.plugins[e.dispatchOp(st.Step)])); err != nil {
 		return outcome{status: StatusFailed, msg: err.Error()}, false
 	}
-	if err := record(StatusRunning, fmt.Sprintf("attempt %d", attempt)); err != nil {
+	if err := record(StatusRunning, fmt.Sprintf("attempt %d%s", attempt, e.where())); err != nil {
 		return outcome{status: StatusFailed, msg: err.Error()}, false
+	}
+	if e.opts.Remote != nil {
+		// A remote runner's job runs the op and heartbeats the lease.
+		o, lost := s.runRemote(ctx, i, mine, attempt, log)
+		released = released || lost
+		return o, lost
 	}
 
 	stepCtx, cancel := context.WithCancelCause(ctx)
