@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/marin-go/marin/plugins/redact"
 	"github.com/marin-go/marin/plugins/storage"
 )
 
@@ -61,7 +62,7 @@ func RunJob(ctx context.Context, jobURL string, o JobOptions) error {
 	}
 	e := &executor{
 		opts: Options{Heartbeat: time.Duration(jf.Heartbeat), StaleAfter: time.Duration(jf.StaleAfter)},
-		now:  time.Now, log: o.Logger, holder: o.Holder,
+		now:  time.Now, log: o.Logger, holder: o.Holder, self: currentProcess(),
 	}
 	if o.Clock != nil {
 		e.now = o.Clock
@@ -174,7 +175,9 @@ func RunJob(ctx context.Context, jobURL string, o JobOptions) error {
 	stop()
 	entry := StatusEntry{Status: StatusSuccess, Time: e.now().UTC(), Holder: e.holder, Message: o.Where}
 	if runErr != nil {
-		entry.Status, entry.Message = StatusFailed, runErr.Error()
+		// The op's error may carry a request or response: redacted, as
+		// for local steps.
+		entry.Status, entry.Message = StatusFailed, redact.String(runErr.Error())
 		if cause := context.Cause(stepCtx); cause != nil && stepCtx.Err() != nil {
 			entry.Message = cause.Error() + ": " + entry.Message
 		}

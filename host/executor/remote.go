@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/marin-go/marin/host/runner"
+	"github.com/marin-go/marin/plugins/redact"
 	"github.com/marin-go/marin/plugins/storage"
 )
 
@@ -428,7 +429,7 @@ func (w *jobWatch) final(ctx context.Context) (outcome, bool) {
 		return outcome{status: StatusSuccess, ran: true, dur: dur}, true
 	}
 	msg := c.Message
-	if tail := w.job.Logs(wctx, jobTailLines); tail != "" {
+	if tail := redact.String(w.job.Logs(wctx, jobTailLines)); tail != "" {
 		w.log.Error().Msg("end of the job's output:\n" + tail)
 	}
 	w.log.Error().Dur("duration", dur).Str("status", string(StatusFailed)).Str("error", msg).Msg("step finished")
@@ -458,7 +459,7 @@ func (w *jobWatch) failed(msg string) outcome {
 	wctx, cancel := detached(context.Background())
 	defer cancel()
 	w.forward(wctx)
-	tail := w.job.Logs(wctx, jobTailLines)
+	tail := redact.String(w.job.Logs(wctx, jobTailLines))
 	if ok, err := e.holds(wctx, st.OutputPath, w.mine); err != nil || ok {
 		if err := appendStatus(wctx, st.OutputPath, StatusEntry{Status: StatusFailed, Time: e.now().UTC(), Holder: e.holder, Message: msg}); err != nil {
 			w.log.Error().Err(err).Msg("record FAILED")
