@@ -9,12 +9,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
-	"github.com/marin-go/marin/plugins/hfhub"
 )
 
 // newTokenizerCmd is `marin tokenizer encode|decode|info`: the pure-Go
@@ -89,7 +88,8 @@ HF_TOKEN) at that revision (default main) into the user cache directory.`,
 }
 
 // openTokenizer loads a tokenizer.json path, or fetches one from the hub
-// when the argument is not a file and looks like owner/name[@rev].
+// (into the shared hub cache) when the argument is not a file and looks
+// like owner/name[@rev].
 func openTokenizer(ctx context.Context, arg string, stderr io.Writer) (*tokenizer.Tokenizer, error) {
 	if arg == "" {
 		return nil, errors.New("no tokenizer given")
@@ -97,57 +97,14 @@ func openTokenizer(ctx context.Context, arg string, stderr io.Writer) (*tokenize
 	if _, err := os.Stat(arg); err == nil {
 		return tokenizer.FromFile(arg)
 	}
-	id, rev, _ := strings.Cut(arg, "@")
-	if strings.Count(id, "/") != 1 || strings.HasPrefix(id, ".") || strings.HasPrefix(id, "/") {
+	if !weights.IsHubID(arg) {
 		return nil, fmt.Errorf("tokenizer %s: no such file, and not a hub model id (owner/name)", arg)
 	}
-	if rev == "" {
-		rev = "main"
-	}
-	path, err := fetchHubTokenizer(ctx, hfhub.Repo{Type: hfhub.Model, ID: id}, rev, stderr)
+	dir, err := weights.ResolveTokenizer(ctx, arg, func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) })
 	if err != nil {
 		return nil, err
 	}
-	return tokenizer.FromFile(path)
-}
-
-// fetchHubTokenizer downloads tokenizer.json of repo at rev (resolved to a
-// commit) into the user cache directory and returns its path.
-func fetchHubTokenizer(ctx context.Context, repo hfhub.Repo, rev string, stderr io.Writer) (string, error) {
-	client, err := hfhub.New()
-	if err != nil {
-		return "", fmt.Errorf("hub client: %w", err)
-	}
-	commit, err := client.ResolveRevision(ctx, repo, rev)
-	if err != nil {
-		return "", fmt.Errorf("tokenizer %s@%s: %w", repo.ID, rev, err)
-	}
-	files, err := client.ListFiles(ctx, repo, commit.SHA, "")
-	if err != nil {
-		return "", fmt.Errorf("tokenizer %s@%s: %w", repo.ID, commit.SHA, err)
-	}
-	var f *hfhub.File
-	for i := range files {
-		if files[i].Path == "tokenizer.json" {
-			f = &files[i]
-		}
-	}
-	if f == nil {
-		return "", fmt.Errorf("tokenizer %s@%s: the repo has no tokenizer.json", repo.ID, commit.SHA)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("tokenizer cache: %w", err)
-	}
-	dst := filepath.Join(cache, "marin", "tokenizers", filepath.FromSlash(repo.ID), commit.SHA, "tokenizer.json")
-	res, err := client.Download(ctx, repo, commit.SHA, *f, dst, nil)
-	if err != nil {
-		return "", fmt.Errorf("tokenizer %s@%s: %w", repo.ID, commit.SHA, err)
-	}
-	if !res.Skipped {
-		fmt.Fprintf(stderr, "fetched %s tokenizer.json at %s\n", repo.ID, commit.SHA)
-	}
-	return dst, nil
+	return tokenizer.FromFile(filepath.Join(dir, "tokenizer.json"))
 }
 
 func newLineScanner(r io.Reader) *bufio.Scanner {

@@ -18,7 +18,9 @@ func TestFetchIntoTheCache(t *testing.T) {
 	c, _ := newClient(t, s)
 	cache := t.TempDir()
 	t.Setenv(CacheDirEnv, cache)
-	keep := func(p string) bool { return p == "config.json" || strings.HasSuffix(p, ".parquet") || p == "missing.json" }
+	keep := func(p string) bool {
+		return p == "config.json" || strings.HasSuffix(p, ".parquet") || p == "missing.json"
+	}
 	var logged []string
 	snap, err := c.Fetch(context.Background(), ds, "main", keep, func(f string, a ...any) { logged = append(logged, f) })
 	if err != nil {
