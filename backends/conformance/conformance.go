@@ -1,85 +1,59 @@
-// Package conformance is the test suite every training backend passes, in
-// the style of GoMLX's backendtest: a backend implements Backend (usually
-// through a small adapter in its own package) and its tests call
-// RunAll(t, backend); a test that links two backends calls RunPair(t, a, b)
-// to check they agree with each other and can take over each other's runs.
+// Package conformance is the test suite every engine passes, in the
+// style of GoMLX's backendtest: each engine's own package runs it on the
+// interfaces production uses —
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.RunAll(t, conformance.Engine{Name: "cpu", Train: cpu.NewEngine, Decoder: cpu.NewDecoder})
+//	}
+//
+// — the train.EngineFactory the train op drives and the
+// sample.DecoderFactory generation and evaluation drive. RunPair(t, a, b)
+// checks two engines against each other: the same numbers, and a run
+// handed from one to the other through a checkpoint (backends/gomlx runs
+// it with backends/cpu).
 //
 // The references are a plain float64 Llama written from Hugging Face's
-// modeling code and central finite differences (oracle.go), so a backend is
-// checked against the maths, not against another backend's bugs. Models are
+// modeling code and central finite differences (oracle.go), so an engine is
+// checked against the maths, not against another engine's bugs. Models are
 // tiny (a few thousand parameters) so the suite runs in seconds on a CPU.
+// Checkpoints and hf/ exports go through the code the train op uses
+// (backends/train, backends/model/weights).
 //
-// Tolerances (float32 backends): losses within 1e-5 relative; gradients
-// within 1e-4·max(1, |g|) element-wise; weights after 10 AdamW steps within
-// 1e-4; greedy decoding token for token; checkpoints and hf/ exports
-// written by one backend load in the other and continue the same run.
+// Tolerances (float32 engines): losses within 1e-5 relative; gradients
+// within 1e-4·max(1, |g|) element-wise; weights after 10 AdamW steps
+// (clipping, weight decay, z-loss, micro-batches) within 1e-4; decoder
+// logits within 1e-4·max(1, |z|); greedy decoding token for token;
+// checkpoints written by one engine resume on the other and continue the
+// same run.
 package conformance
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
+	"testing"
+
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/sample"
+	"github.com/marin-go/marin/backends/train"
 )
 
-// Batch is a batch of packed sequences; every slice is flat [BatchSize·SeqLen].
-type Batch struct {
-	BatchSize, SeqLen int
-	Tokens            []int32
-	// LossMask weighs predicting Tokens[t+1] at position t (already shifted);
-	// the last position of every row is 0.
-	LossMask   []float32
-	SegmentIDs []int32 // attention stays inside a segment; padding is −1
-	// Positions are RoPE positions; nil means each token's index inside its
-	// segment (restarting at every document; 0 for padding).
-	Positions []int32
+// Engine is an engine under test, made the way production makes it.
+type Engine struct {
+	Name string
+	// Train makes the engine's train.Engine (what the train op drives).
+	Train train.EngineFactory
+	// Decoder makes the engine's decoder (what generation and evaluation
+	// drive).
+	Decoder sample.DecoderFactory
 }
 
-// Optim is AdamW as Levanter configures it through optax: clip by global
-// norm, Adam with bias correction, weight_decay·w added on the decayed
-// weights (linear layers' weights and an untied lm_head; not embeddings,
-// norms or biases), times −lr.
-type Optim struct {
-	Beta1, Beta2, Eps, WeightDecay, MaxGradNorm float64
-	// ZLossWeight adds ZLossWeight·logsumexp² per trained token to the
-	// objective being minimised (Levanter's z_loss_weight).
-	ZLossWeight float64
-}
-
-// Decays reports whether AdamW's weight decay applies to parameter name.
+// Decays reports whether AdamW's weight decay applies to parameter name:
+// the oracle's own statement of Levanter's mask (projections and an
+// untied lm_head; not embeddings, norms or biases).
 func Decays(name string) bool {
 	return strings.HasSuffix(name, "_proj.weight") || name == "lm_head.weight"
-}
-
-// Backend opens models. Weights are float32, row-major, with Hugging Face
-// names (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight
-// [out, in], …, lm_head.weight when untied).
-type Backend interface {
-	Name() string
-	// Open places a model given config.json's content and its weights.
-	Open(ctx context.Context, configJSON []byte, weights map[string][]float32) (Model, error)
-	// LoadCheckpoint resumes from a checkpoint directory written by
-	// Model.SaveCheckpoint of any conforming backend.
-	LoadCheckpoint(ctx context.Context, dir string) (Model, error)
-	// LoadHF opens an hf/ export (config.json + safetensors).
-	LoadHF(ctx context.Context, dir string) (Model, error)
-}
-
-// Model is one model with its optimizer state.
-type Model interface {
-	// LossAndGrads returns the mean objective over trained tokens
-	// (cross-entropy plus zLoss·logsumexp²) and its gradient.
-	LossAndGrads(ctx context.Context, b Batch, zLoss float64) (float64, map[string][]float32, error)
-	// TrainStep applies one AdamW step at learning rate lr and returns the
-	// mean cross-entropy (without z-loss) before the update.
-	TrainStep(ctx context.Context, b Batch, opt Optim, lr float64) (float64, error)
-	Weights(ctx context.Context) (map[string][]float32, error)
-	// Greedy extends prompt by n argmax tokens (ties go to the lowest id).
-	Greedy(ctx context.Context, prompt []int32, n int) ([]int32, error)
-	SaveCheckpoint(ctx context.Context, dir string) error
-	ExportHF(ctx context.Context, dir string) error
-	Close() error
 }
 
 // Fixture is a model configuration and weights the suite tests with.
@@ -189,14 +163,37 @@ func RandomWeights(configJSON string, seed uint64) map[string][]float32 {
 	return out
 }
 
+// Params returns the fixture as llama.Params (for an engine factory).
+func (f Fixture) Params(t testing.TB) *llama.Params {
+	t.Helper()
+	cfg, err := llama.ParseConfig([]byte(f.Config))
+	if err != nil {
+		t.Fatalf("%s: %v", f.Name, err)
+	}
+	p, err := llama.NewParams(cfg)
+	if err != nil {
+		t.Fatalf("%s: %v", f.Name, err)
+	}
+	for _, tn := range p.Tensors() {
+		w, ok := f.Weights[tn.Name]
+		if !ok || len(w) != len(tn.Data) {
+			t.Fatalf("%s: llama.Params has %s %v, the fixture's weights do not", f.Name, tn.Name, tn.Shape)
+		}
+		copy(tn.Data, w)
+	}
+	if len(p.Tensors()) != len(f.Weights) {
+		t.Fatalf("%s: llama.Params has %d tensors, the fixture %d", f.Name, len(p.Tensors()), len(f.Weights))
+	}
+	return p
+}
+
 // TestBatch returns a packed batch over vocab: row 0 holds two documents,
-// row 1 one document and padding (token 0, segment −1, mask 0); positions
-// restart at each document.
-func TestBatch(vocab int, seed uint64) Batch {
+// row 1 one document and padding (token 0, segment −1, mask off);
+// positions restart at each document.
+func TestBatch(vocab int, seed uint64) *llama.Batch {
 	const B, S = 2, 9
 	rng := rand.New(rand.NewPCG(seed, 99))
-	b := Batch{BatchSize: B, SeqLen: S, Tokens: make([]int32, B*S), LossMask: make([]float32, B*S),
-		SegmentIDs: make([]int32, B*S), Positions: make([]int32, B*S)}
+	b := llama.NewBatch(B, S)
 	docs := [][]int{{5, 4}, {7}} // document lengths per row; the rest is padding
 	for r, lens := range docs {
 		t := 0
@@ -204,16 +201,15 @@ func TestBatch(vocab int, seed uint64) Batch {
 			for i := range n {
 				k := r*S + t
 				b.Tokens[k] = int32(1 + rng.IntN(vocab-1))
-				b.SegmentIDs[k] = int32(seg)
+				b.Segments[k] = int32(seg)
 				b.Positions[k] = int32(i)
-				if i < n-1 && (i > 0 || seg == 0) { // some prompt tokens untrained
-					b.LossMask[k] = 1
-				}
+				// Some prompt tokens untrained.
+				b.LossMask[k] = i < n-1 && (i > 0 || seg == 0)
 				t++
 			}
 		}
 		for ; t < S; t++ {
-			b.SegmentIDs[r*S+t] = -1
+			b.Segments[r*S+t] = -1
 		}
 	}
 	return b

@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/optim"
 )
 
 // The oracle is a deliberately plain float64 Llama written from Hugging
 // Face's modeling_llama.py / modeling_qwen2.py, independent of every
-// backend: loops over rows, positions and heads, no shared code. Its
+// engine: its own config reading, RoPE frequencies and loops over rows,
+// positions and heads; it shares only llama.Batch, the type it reads. Its
 // gradients are central finite differences in float64 (error ~1e-10), so
 // it checks every backend's hand-written or automatic backward pass.
 
@@ -273,21 +277,19 @@ func (o *oracle) logits(h []float64) []float64 {
 }
 
 // loss is the masked mean next-token cross-entropy of a batch.
-func (o *oracle) loss(b Batch) float64 { return o.objective(b, 0) }
+func (o *oracle) loss(b *llama.Batch) float64 { return o.objective(b, 0) }
 
 // objective adds zLoss·logsumexp² per trained token to the loss.
-func (o *oracle) objective(b Batch, zLoss float64) float64 {
-	S := b.SeqLen
+func (o *oracle) objective(b *llama.Batch, zLoss float64) float64 {
+	S := b.T
 	sum, count := 0.0, 0.0
-	for r := range b.BatchSize {
-		row := func(x []int32) []int32 { return x[r*S : (r+1)*S] }
-		pos := positions(b, r)
-		h := o.hidden(row(b.Tokens), row(b.SegmentIDs), pos)
+	for r := range b.B {
+		h := o.hidden(b.Tokens[r*S:(r+1)*S], segments(b, r), positions(b, r))
 		for t := range S - 1 {
-			m := float64(b.LossMask[r*S+t])
-			if m == 0 {
+			if !b.LossMask[r*S+t] {
 				continue
 			}
+			m := 1.0
 			lg := o.logits(h[t])
 			mx := math.Inf(-1)
 			for _, v := range lg {
@@ -305,18 +307,26 @@ func (o *oracle) objective(b Batch, zLoss float64) float64 {
 	return sum / math.Max(count, 1)
 }
 
-func positions(b Batch, r int) []int32 {
-	S := b.SeqLen
+// segments returns row r's segment ids (all 0 when the batch has none).
+func segments(b *llama.Batch, r int) []int32 {
+	if b.Segments == nil {
+		return make([]int32, b.T)
+	}
+	return b.Segments[r*b.T : (r+1)*b.T]
+}
+
+func positions(b *llama.Batch, r int) []int32 {
+	S := b.T
 	if b.Positions != nil {
 		return b.Positions[r*S : (r+1)*S]
 	}
 	// Derived: each token's index inside its segment (0 for padding).
+	segs := segments(b, r)
 	p := make([]int32, S)
 	for i := range p {
-		seg := b.SegmentIDs[r*S+i]
-		switch {
+		switch seg := segs[i]; {
 		case seg < 0:
-		case i > 0 && b.SegmentIDs[r*S+i-1] == seg:
+		case i > 0 && segs[i-1] == seg:
 			p[i] = p[i-1] + 1
 		}
 	}
@@ -324,7 +334,7 @@ func positions(b Batch, r int) []int32 {
 }
 
 // grads returns the objective's gradient by central differences.
-func (o *oracle) grads(b Batch, zLoss float64) map[string][]float64 {
+func (o *oracle) grads(b *llama.Batch, zLoss float64) map[string][]float64 {
 	const h = 1e-5
 	out := map[string][]float64{}
 	for name, w := range o.w {
@@ -343,17 +353,27 @@ func (o *oracle) grads(b Batch, zLoss float64) map[string][]float64 {
 	return out
 }
 
+// nextLogits returns the next-token logits after each of toks (one
+// document from position 0).
+func (o *oracle) nextLogits(toks []int32) [][]float64 {
+	segs := make([]int32, len(toks))
+	pos := make([]int32, len(toks))
+	for i := range pos {
+		pos[i] = int32(i)
+	}
+	var out [][]float64
+	for _, h := range o.hidden(toks, segs, pos) {
+		out = append(out, o.logits(h))
+	}
+	return out
+}
+
 // greedy extends prompt by n argmax tokens (ties: the lowest id).
 func (o *oracle) greedy(prompt []int32, n int) []int32 {
 	toks := append([]int32(nil), prompt...)
 	for range n {
-		segs := make([]int32, len(toks))
-		pos := make([]int32, len(toks))
-		for i := range pos {
-			pos[i] = int32(i)
-		}
-		h := o.hidden(toks, segs, pos)
-		lg := o.logits(h[len(h)-1])
+		all := o.nextLogits(toks)
+		lg := all[len(all)-1]
 		best := 0
 		for j, v := range lg {
 			if v > lg[best] {
@@ -372,7 +392,8 @@ type oracleAdam struct {
 	steps int
 }
 
-func (o *oracle) adamStep(st *oracleAdam, g map[string][]float64, opt Optim, lr float64, decay func(string) bool) {
+// It returns the gradient's global norm before clipping.
+func (o *oracle) adamStep(st *oracleAdam, g map[string][]float64, opt optim.AdamWConfig, lr float64, decay func(string) bool) float64 {
 	if st.m == nil {
 		st.m, st.v = map[string][]float64{}, map[string][]float64{}
 		for k, w := range o.w {
@@ -400,11 +421,12 @@ func (o *oracle) adamStep(st *oracleAdam, g map[string][]float64, opt Optim, lr 
 			gi := g[k][i] * scale
 			m[i] = opt.Beta1*m[i] + (1-opt.Beta1)*gi
 			v[i] = opt.Beta2*v[i] + (1-opt.Beta2)*gi*gi
-			u := (m[i] / bc1) / (math.Sqrt(v[i]/bc2) + opt.Eps)
+			u := (m[i] / bc1) / (math.Sqrt(v[i]/bc2) + opt.Epsilon)
 			if decay(k) {
 				u += opt.WeightDecay * w[i]
 			}
 			w[i] -= lr * u
 		}
 	}
+	return norm
 }

@@ -3,7 +3,8 @@
 // checked against. Engine (NewEngine) is its train.Engine — the forward and
 // hand-written backward of backends/cpu/transformer and the AdamW update of
 // backends/cpu/adamw, on float32 in parallel over the host's cores — and
-// PeakFLOPS the CPU's float32 peak that MFU is reported against. Plugin
+// PeakFLOPS the CPU's float32 peak that MFU is reported against; NewDecoder
+// is its sample.Decoder (backends/cpu/generate's key/value cache). Plugin
 // serves tokenize (backends/tokens/tokenize), train on this engine
 // (backends/train) and eval/exact_match (backends/cpu/evaluate).
 //

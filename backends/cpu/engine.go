@@ -5,14 +5,30 @@ import (
 	"fmt"
 
 	"github.com/marin-go/marin/backends/cpu/adamw"
+	"github.com/marin-go/marin/backends/cpu/generate"
 	"github.com/marin-go/marin/backends/cpu/kernels"
 	"github.com/marin-go/marin/backends/cpu/transformer"
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/optim"
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/train"
 )
 
-var _ train.EngineFactory = NewEngine
+var (
+	_ train.EngineFactory   = NewEngine
+	_ sample.DecoderFactory = NewDecoder
+)
+
+// NewDecoder is the CPU engine's decoder (a sample.DecoderFactory):
+// backends/cpu/generate's key/value cache over params, which it reads as
+// they are at each Feed.
+func NewDecoder(params *llama.Params, rows, maxLen int) (sample.Decoder, error) {
+	d, err := generate.NewDecoder(params, rows, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
 
 // cpuEngine is the pure-Go reference.
 type cpuEngine struct {
@@ -22,7 +38,6 @@ type cpuEngine struct {
 	oparams []adamw.Param
 	opt     *adamw.AdamW
 	opts    llama.LossOptions
-	batch   *llama.Batch // micro-batch buffer
 }
 
 // NewEngine is the CPU engine (a train.EngineFactory). It trains params in place.
@@ -51,8 +66,8 @@ func (e *cpuEngine) Step(ctx context.Context, full *llama.Batch, micro int, lr f
 	if micro <= 0 || B%micro != 0 {
 		return llama.LossResult{}, optim.StepInfo{}, fmt.Errorf("micro-batch size %d does not divide batch %d", micro, B)
 	}
-	if e.batch == nil || e.batch.B != micro || e.batch.T != full.T {
-		e.batch = llama.NewBatch(micro, full.T)
+	if err := full.Validate(e.params.Config); err != nil {
+		return llama.LossResult{}, optim.StepInfo{}, err
 	}
 	// Every micro-batch's gradient is scaled by 1/total, so the sum is the
 	// mean over the whole batch.
@@ -65,8 +80,7 @@ func (e *cpuEngine) Step(ctx context.Context, full *llama.Batch, micro int, lr f
 			if err := ctx.Err(); err != nil {
 				return res, optim.StepInfo{}, err
 			}
-			e.batch.CopyRows(full, m0)
-			r, err := e.model.LossAndGrad(e.batch, e.opts, e.grads, scale)
+			r, err := e.model.LossAndGrad(full.Rows(m0, micro), e.opts, e.grads, scale)
 			if err != nil {
 				return res, optim.StepInfo{}, err
 			}
@@ -75,6 +89,27 @@ func (e *cpuEngine) Step(ctx context.Context, full *llama.Batch, micro int, lr f
 	}
 	info, err := e.opt.Step(e.oparams, lr)
 	return res, info, err
+}
+
+// Grads returns b's loss sums and the gradient of the mean objective over
+// its trained tokens, changing neither weights nor optimizer state.
+func (e *cpuEngine) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, *llama.Params, error) {
+	if err := b.Validate(e.params.Config); err != nil {
+		return llama.LossResult{}, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return llama.LossResult{}, nil, err
+	}
+	zero(e.grads.Flat())
+	scale := float32(1)
+	if n := b.TrainedCount(); n > 0 {
+		scale = 1 / float32(n)
+	}
+	res, err := e.model.LossAndGrad(b, e.opts, e.grads, scale)
+	if err != nil {
+		return llama.LossResult{}, nil, err
+	}
+	return res, e.grads.Clone(), nil
 }
 
 func (e *cpuEngine) Eval(_ context.Context, b *llama.Batch) (llama.LossResult, error) {
@@ -90,7 +125,7 @@ func (e *cpuEngine) LoadOptimizerState(st *optim.State) error { return e.opt.Loa
 func (e *cpuEngine) PeakFLOPS() float64 { return PeakFLOPS() }
 
 // Close lets go of the weights (the caller's params stay as trained).
-func (e *cpuEngine) Close() error { e.model, e.grads, e.batch = nil, nil, nil; return nil }
+func (e *cpuEngine) Close() error { e.model, e.grads = nil, nil; return nil }
 
 // zero clears x in parallel.
 func zero(x []float32) {

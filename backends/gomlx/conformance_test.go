@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/marin-go/marin/backends/conformance"
+	"github.com/marin-go/marin/backends/cpu"
 )
 
 // Tests run on the pure-Go engine, never downloading anything.
@@ -14,8 +15,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// engineUnderTest is this package's engine as production makes it.
+func engineUnderTest(name string, opts Options) conformance.Engine {
+	return conformance.Engine{Name: name, Train: EngineFactory(opts), Decoder: DecoderFactory(opts)}
+}
+
 func TestConformance(t *testing.T) {
-	conformance.RunAll(t, Conformance(Options{Engine: EngineGo}))
+	conformance.RunAll(t, engineUnderTest("gomlx-go", Options{Engine: EngineGo}))
 }
 
 // TestConformanceXLA runs the suite on XLA in float32 when a PJRT plugin is
@@ -25,5 +31,13 @@ func TestConformanceXLA(t *testing.T) {
 		t.Skipf("$%s names no PJRT plugin", PJRTPluginEnv)
 	}
 	f32 := false
-	conformance.RunAll(t, Conformance(Options{Engine: EngineXLA, BF16: &f32}))
+	conformance.RunAll(t, engineUnderTest("gomlx-xla", Options{Engine: EngineXLA, BF16: &f32}))
+}
+
+// TestConformanceAgainstCPU checks this engine against the cpu reference
+// directly: the same numbers, and runs handed over through checkpoints
+// both ways.
+func TestConformanceAgainstCPU(t *testing.T) {
+	conformance.RunPair(t, engineUnderTest("gomlx-go", Options{Engine: EngineGo}),
+		conformance.Engine{Name: "cpu", Train: cpu.NewEngine, Decoder: cpu.NewDecoder})
 }

@@ -1,8 +1,9 @@
-// Package gomlx is the GoMLX backend: the Llama-family model of DESIGN §5
-// (RMSNorm, RoPE with Llama 3 scaling, grouped-query attention, SwiGLU,
-// tied or untied head, optional q/k/v biases), its masked next-token loss
-// and AdamW with global-norm clipping, built as one GoMLX v0.26.0 graph per
-// training step and run on
+// Package gomlx is the GoMLX engine and its plugin: the Llama-family model
+// of DESIGN §5 (RMSNorm, RoPE with Llama 3 scaling, grouped-query
+// attention, SwiGLU, tied or untied head, optional q/k/v biases), its
+// masked next-token loss and AdamW with global-norm clipping, built as one
+// GoMLX v0.26.0 graph per training step, and a key/value-cached decoder,
+// run on
 //
 //   - GoMLX's pure-Go engine on CPU ("go:ops_sequential"): hermetic, nothing
 //     downloaded, float32; what CI tests;
@@ -19,16 +20,20 @@
 // llama.RopeTable (so both engines rotate with the same values) and
 // optim.AdamWConfig with Levanter's weight-decay mask. Checkpoints and hf/
 // exports are written and read by backends/train and backends/model/weights,
-// so a run can move between engines at a checkpoint. backends/conformance
-// holds the suite both engines pass; Conformance adapts this package to it.
+// so a run can move between engines at a checkpoint. Sampling and the
+// generation loop are backends/model/sample's. backends/conformance holds
+// the suite both engines pass; conformance_test.go runs it here, and
+// against the cpu engine (same numbers, checkpoints handed over both ways).
 //
 // Entry points: New (from llama.Params) / LoadHF / LoadCheckpoint give a
-// *Model, which is a train.Engine (Step, Eval, Params, OptimizerState,
-// LoadOptimizerState, PeakFLOPS, Close); EngineFactory makes one for the
-// train op's loop. Model.TrainStep applies one AdamW step (several
-// micro-batches accumulate), Grads returns raw gradients, Generate
-// samples, SaveCheckpoint and ExportHF write. Plugin is the built-in
-// "gomlx" backend plugin. gpucheck.sh measures throughput and MFU on a GPU.
+// *Model, which is a train.Engine (Step, Grads, Eval, Params,
+// OptimizerState, LoadOptimizerState, PeakFLOPS, Close); EngineFactory
+// makes one for the train op's loop. Model.TrainStep applies one AdamW step
+// (several micro-batches accumulate); SaveCheckpoint and ExportHF write.
+// Model.NewDecoder (or DecoderFactory, from llama.Params) gives a
+// sample.Decoder: rows of sequences with a key/value cache on device 0.
+// Plugin is the built-in "gomlx" backend plugin (gomlx/train,
+// gomlx/generate). gpucheck.sh measures throughput and MFU on a GPU.
 //
 // # GoMLX v0.26.0 workarounds
 //
@@ -38,8 +43,11 @@
 //   - Rsqrt has no gradient: RMSNorm divides by Sqrt.
 //   - The pure-Go engine lacks Pad (Slice's gradient), Reverse, DynamicSlice
 //     and DynamicUpdateSlice: RoPE's rotate_half is a 2×2 permutation
-//     matmul (exact), the target logit is a Gather, decoding recomputes a
-//     padded window instead of updating a KV cache.
+//     matmul (exact), the target logit is a Gather, and the decoder writes
+//     new keys and values into its cache with a Gather and a Where (exact)
+//     and attends over the cache's whole capacity under a mask; token
+//     counts are padded to powers of two and the capacity doubles, so a
+//     few compiled graphs serve every length.
 //   - The pure-Go engine's default parallel op execution deadlocked on 2
 //     cores; ops run sequentially (each op still uses its worker pool).
 //   - Variables live outside ml/context (the step is a pure function of
@@ -51,10 +59,9 @@
 //
 // # Choosing a backend
 //
-// Ops are backend-qualified ("gomlx/generate"; the cpu plugin serves
-// "train" today) because the host refuses an op served by two plugins. The
-// proposal: the step's op stays "train"/"generate" (hashed, so switching
-// backends never moves an output path), and the executor dispatches it to
-// "<resources.backend>/<op>" (resources is unversioned) — `--backend`
-// overriding resources.backend — falling back to the bare op name.
+// The ops are backend-qualified (gomlx/train, gomlx/generate) because the
+// host refuses an op served by two plugins: a step's op stays "train"
+// (hashed, so switching engines never moves an output path) and the
+// executor dispatches it to "gomlx/train" when resources.backend or
+// `marin --backend` says gomlx (host/executor.DispatchOp).
 package gomlx

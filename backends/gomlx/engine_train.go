@@ -35,6 +35,9 @@ func (m *Model) Step(ctx context.Context, b *llama.Batch, micro int, lr float64)
 	if micro <= 0 || b.B%micro != 0 {
 		return llama.LossResult{}, optim.StepInfo{}, fmt.Errorf("gomlx: micro-batch %d does not divide batch %d", micro, b.B)
 	}
+	if err := b.Validate(m.cfg); err != nil {
+		return llama.LossResult{}, optim.StepInfo{}, err
+	}
 	var parts []*llama.Batch
 	for r := 0; r < b.B; r += micro {
 		parts = append(parts, b.Rows(r, micro))

@@ -65,41 +65,58 @@ func (m *modelGraph) rmsNorm(x *Node, name string) *Node {
 	return Mul(bcastTo(m.w(name), normed.Shape().Dimensions...), normed)
 }
 
-// rope applies rotary embeddings to x [B, S, H, Dh]: x·cos + rotate_half(x)·sin,
+// rope applies rotary embeddings to x [B, S, H, Dh] given cos and sin
+// [B, S, Dh] (see Model.ropeInputs): x·cos + rotate_half(x)·sin,
 // rotate_half swapping the halves through a 2×2 permutation matmul (exact).
-func (m *modelGraph) rope(x *Node, b batchNodes) *Node {
+func (m *modelGraph) rope(x, cos, sin *Node) *Node {
 	dims := x.Shape().Dimensions
 	B, S, H, Dh := dims[0], dims[1], dims[2], dims[3]
 	halves := Reshape(x, B, S, H, 2, Dh/2)
 	swap := Const(x.Graph(), [][]float32{{0, 1}, {1, 0}})
 	swapped := dotGeneral(halves, []int{3}, nil, ConvertDType(swap, m.cd), []int{0}, nil) // [B,S,H,Dh/2,2]
 	swapped = Reshape(TransposeAllAxes(swapped, 0, 1, 2, 4, 3), B, S, H, Dh)
-	cos := BroadcastToDims(Reshape(ConvertDType(b.cos, m.cd), B, S, 1, Dh), B, S, H, Dh)
-	sin := BroadcastToDims(Reshape(ConvertDType(b.sin, m.cd), B, S, 1, Dh), B, S, H, Dh)
-	return Add(Mul(x, cos), Mul(swapped, sin))
+	c := BroadcastToDims(Reshape(ConvertDType(cos, m.cd), B, S, 1, Dh), B, S, H, Dh)
+	s := BroadcastToDims(Reshape(ConvertDType(sin, m.cd), B, S, 1, Dh), B, S, H, Dh)
+	return Add(Mul(x, c), Mul(swapped, s))
 }
 
-// attention is grouped-query causal attention restricted to each segment.
-func (m *modelGraph) attention(x *Node, p string, b batchNodes, allowed *Node) *Node {
+// qkv projects x [B, S, D] to RoPE-rotated queries [B, S, H, Dh] and keys
+// and values [B, S, KV, Dh] of layer prefix p.
+func (m *modelGraph) qkv(x *Node, p string, cos, sin *Node) (q, k, v *Node) {
 	c := m.cfg
 	dims := x.Shape().Dimensions
 	B, S := dims[0], dims[1]
 	H, KV, Dh := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	q = m.rope(Reshape(m.linear(x, p+"q_proj"), B, S, H, Dh), cos, sin)
+	k = m.rope(Reshape(m.linear(x, p+"k_proj"), B, S, KV, Dh), cos, sin)
+	v = Reshape(m.linear(x, p+"v_proj"), B, S, KV, Dh)
+	return q, k, v
+}
+
+// attend is grouped-query attention of q [B, Sq, H, Dh] over k, v [B, Sk,
+// KV, Dh] where allowed [B, Sq, Sk] says which keys each query sees; it
+// returns [B, Sq, H·Dh].
+func (m *modelGraph) attend(q, k, v, allowed *Node) *Node {
+	c := m.cfg
+	B, Sq, Sk := q.Shape().Dimensions[0], q.Shape().Dimensions[1], k.Shape().Dimensions[1]
+	H, KV, Dh := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	R := H / KV
-	q := m.rope(Reshape(m.linear(x, p+"q_proj"), B, S, H, Dh), b)
-	k := m.rope(Reshape(m.linear(x, p+"k_proj"), B, S, KV, Dh), b)
-	v := Reshape(m.linear(x, p+"v_proj"), B, S, KV, Dh)
 	// q head h reads kv head h/R (HF's repeat_kv).
-	q5 := Reshape(q, B, S, KV, R, Dh)
+	q5 := Reshape(q, B, Sq, KV, R, Dh)
 	scores := dotGeneral(q5, []int{4}, []int{0, 2}, k, []int{3}, []int{0, 2}) // [B, KV, Sq, R, Sk]
 	scores = ConvertDType(scores, dtypes.Float32)
 	scores = MulScalar(scores, 1/math.Sqrt(float64(Dh)))
-	mask := BroadcastToDims(Reshape(allowed, B, 1, S, 1, S), B, KV, S, R, S)
-	scores = Where(mask, scores, BroadcastToDims(Scalar(x.Graph(), dtypes.Float32, math.Inf(-1)), scores.Shape().Dimensions...))
+	mask := BroadcastToDims(Reshape(allowed, B, 1, Sq, 1, Sk), B, KV, Sq, R, Sk)
+	scores = Where(mask, scores, BroadcastToDims(Scalar(q.Graph(), dtypes.Float32, math.Inf(-1)), scores.Shape().Dimensions...))
 	probs := softmax(scores)
 	out := dotGeneral(ConvertDType(probs, m.cd), []int{4}, []int{0, 1}, v, []int{1}, []int{0, 2}) // [B, KV, Sq, R, Dh]
-	out = Reshape(TransposeAllAxes(out, 0, 2, 1, 3, 4), B, S, H*Dh)
-	return m.linear(out, p+"o_proj")
+	return Reshape(TransposeAllAxes(out, 0, 2, 1, 3, 4), B, Sq, H*Dh)
+}
+
+// attention is grouped-query causal attention restricted to each segment.
+func (m *modelGraph) attention(x *Node, p string, b batchNodes, allowed *Node) *Node {
+	q, k, v := m.qkv(x, p, b.cos, b.sin)
+	return m.linear(m.attend(q, k, v, allowed), p+"o_proj")
 }
 
 // softmax over the last axis; every row has at least its own position.
@@ -131,19 +148,27 @@ func allowedMask(segs *Node) *Node {
 
 // hidden returns the final normed hidden states [B, S, D] (compute dtype).
 func (m *modelGraph) hidden(b batchNodes) *Node {
-	c := m.cfg
-	dims := b.tokens.Shape().Dimensions
+	allowed := allowedMask(b.segs)
+	h := m.layers(b.tokens, func(_ int, x *Node, p string) *Node { return m.attention(x, p, b, allowed) })
+	return m.rmsNorm(h, "model.norm.weight")
+}
+
+// layers runs the decoder layers over tokens [B, S] and returns the last
+// layer's output [B, S, D] (before the final norm); attn(l, x, p) is layer
+// l's attention block (o_proj included) on its normed input x, p its
+// parameters' prefix.
+func (m *modelGraph) layers(tokens *Node, attn func(l int, x *Node, p string) *Node) *Node {
+	dims := tokens.Shape().Dimensions
 	B, S := dims[0], dims[1]
 	emb := m.params["model.embed_tokens.weight"]
-	h := Gather(emb, Reshape(b.tokens, B, S, 1)) // [B, S, D] float32
+	h := Gather(emb, Reshape(tokens, B, S, 1)) // [B, S, D] float32
 	h = ConvertDType(h, m.cd)
-	allowed := allowedMask(b.segs)
-	for l := range c.NumHiddenLayers {
+	for l := range m.cfg.NumHiddenLayers {
 		p := "model.layers." + itoa(l) + "."
-		h = Add(h, m.attention(m.rmsNorm(h, p+"input_layernorm.weight"), p+"self_attn.", b, allowed))
+		h = Add(h, attn(l, m.rmsNorm(h, p+"input_layernorm.weight"), p+"self_attn."))
 		h = Add(h, m.mlp(m.rmsNorm(h, p+"post_attention_layernorm.weight"), p+"mlp."))
 	}
-	return m.rmsNorm(h, "model.norm.weight")
+	return h
 }
 
 // logits returns float32 logits for h [..., D].

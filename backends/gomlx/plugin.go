@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/schema"
@@ -20,6 +21,9 @@ const PluginName = "gomlx"
 
 // PluginVersion is recorded in .executor_info.
 const PluginVersion = "0.1.0"
+
+// generateRows is how many prompts gomlx/generate decodes at once.
+const generateRows = 8
 
 // Op names. They are backend-qualified so that the cpu plugin's ops and
 // these can be served side by side; the host picks one from the step's
@@ -154,21 +158,51 @@ func runGenerate(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	}
 	defer m.Close()
 	var lines []generation
-	for i, p := range prompts {
-		ids, err := m.Generate(ctx, p, Sampling{MaxNewTokens: cfg.MaxNewTokens, Temperature: cfg.Temperature, Seed: cfg.Seed + uint64(i), Stop: cfg.StopTokenIDs})
-		if err != nil {
-			return fmt.Errorf("prompt %d: %w", i, err)
-		}
-		g := generation{PromptIDs: p, IDs: ids}
-		if tok != nil {
-			u := make([]uint32, len(ids))
-			for j, id := range ids {
-				u[j] = uint32(id)
+	stop := make([]uint32, len(cfg.StopTokenIDs))
+	for i, id := range cfg.StopTokenIDs {
+		stop[i] = uint32(id)
+	}
+	for i0 := 0; i0 < len(prompts); i0 += generateRows {
+		group := prompts[i0:min(len(prompts), i0+generateRows)]
+		in := make([][]uint32, len(group))
+		for r, p := range group {
+			if len(p) == 0 {
+				return fmt.Errorf("prompt %d is empty", i0+r)
 			}
-			g.Text = tok.Decode(u, true)
+			in[r] = make([]uint32, len(p))
+			for j, id := range p {
+				if id < 0 {
+					return fmt.Errorf("prompt %d: token %d is negative", i0+r, id)
+				}
+				in[r][j] = uint32(id)
+			}
 		}
-		lines = append(lines, g)
-		r.Progress(float64(i+1), float64(len(prompts)), "prompts", "")
+		dec, err := m.NewDecoder(len(group), 0)
+		if err != nil {
+			return err
+		}
+		// Row r draws from the stream seeded seed+i0+r: prompt i's seed is seed+i.
+		opts := sample.Options{MaxNewTokens: cfg.MaxNewTokens, Sampling: sample.Sampling{Temperature: cfg.Temperature, Seed: cfg.Seed + uint64(i0)}, Stop: stop}
+		res, err := sample.Generate(ctx, dec, in, opts, nil)
+		dec.Close()
+		if err != nil {
+			return fmt.Errorf("prompts %d..%d: %w", i0, i0+len(group)-1, err)
+		}
+		for r, g := range res {
+			ids := g.Tokens
+			if g.Stopped { // the op's output keeps the stop token
+				ids = append(ids, g.StopID)
+			}
+			line := generation{PromptIDs: group[r], IDs: make([]int32, len(ids))}
+			for j, id := range ids {
+				line.IDs[j] = int32(id)
+			}
+			if tok != nil {
+				line.Text = tok.Decode(ids, true)
+			}
+			lines = append(lines, line)
+		}
+		r.Progress(float64(i0+len(group)), float64(len(prompts)), "prompts", "")
 	}
 	return writeJSONL(filepath.Join(out, "generations.jsonl"), lines)
 }

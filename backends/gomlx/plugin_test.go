@@ -4,13 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/marin-go/marin/backends/conformance"
-	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -24,14 +26,7 @@ func TestPluginGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := conformance.Fixtures()[0]
-	cfg, err := llama.ParseConfig([]byte(f.Config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, _ := llama.NewParams(cfg)
-	for _, tn := range params.Tensors() {
-		copy(tn.Data, f.Weights[tn.Name])
-	}
+	params := f.Params(t)
 	dir := t.TempDir()
 	model := filepath.Join(dir, "hf")
 	src, err := New(params, Options{})
@@ -68,11 +63,39 @@ func TestPluginGenerate(t *testing.T) {
 	if len(rows) != 2 || len(rows[0].IDs) != 8 {
 		t.Fatalf("generations: %+v", rows)
 	}
-	m, _ := New(params, Options{})
-	defer m.Close()
-	want, _ := m.Generate(context.Background(), []int32{3, 17, 5}, Sampling{MaxNewTokens: 8})
-	if !equalInts(rows[0].IDs, want) {
-		t.Errorf("plugin generated %v, model %v", rows[0].IDs, want)
+	// The op's tokens are the shared generation loop's on this engine's
+	// decoder (greedy), prompt by prompt.
+	d, err := DecoderFactory(Options{})(params, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i, p := range [][]uint32{{3, 17, 5}, {1}} {
+		d.Reset()
+		res, err := sample.Generate(context.Background(), d, [][]uint32{p}, sample.Options{MaxNewTokens: 8}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []int32
+		for _, id := range res[0].Tokens {
+			want = append(want, int32(id))
+		}
+		if !slices.Equal(rows[i].IDs, want) {
+			t.Errorf("prompt %d: plugin generated %v, the decoder %v", i, rows[i].IDs, want)
+		}
+	}
+	// A stop token ends a prompt's generation and stays in the op's output.
+	stop := rows[0].IDs[2]
+	if err := run(`{"model": "` + model + `", "prompts": [[3, 17, 5]], "max_new_tokens": 8, "stop_token_ids": [` + fmt.Sprint(stop) + `]}`); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(out, "generations.jsonl"))
+	var g generation
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	if want := rows[0].IDs[:slices.Index(rows[0].IDs, stop)+1]; !slices.Equal(g.IDs, want) {
+		t.Errorf("with stop %d: %v, want %v", stop, g.IDs, want)
 	}
 
 	for config, msg := range map[string]string{
@@ -87,16 +110,4 @@ func TestPluginGenerate(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", config, err, msg)
 		}
 	}
-}
-
-func equalInts(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

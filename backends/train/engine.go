@@ -18,6 +18,12 @@ type Engine interface {
 	// (as one big batch would give), then applies one AdamW update at lr.
 	// The LossResult holds sums over b.
 	Step(ctx context.Context, b *llama.Batch, micro int, lr float64) (llama.LossResult, optim.StepInfo, error)
+	// Grads returns b's loss sums and the gradient of the objective's mean
+	// over b's trained tokens (cross-entropy plus z-loss: what a step on b
+	// alone would clip and apply), changing neither weights nor optimizer
+	// state. The loop does not call it; backends/conformance checks it
+	// against finite differences.
+	Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, *llama.Params, error)
 	// Eval returns b's loss without gradients (sums).
 	Eval(ctx context.Context, b *llama.Batch) (llama.LossResult, error)
 	// Params returns the current weights (for checkpoints and exports).

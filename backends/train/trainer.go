@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/marin-go/marin/backends/cpu/generate"
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/optim"
 	"github.com/marin-go/marin/backends/model/weights"
@@ -319,7 +318,7 @@ func (j *Job) Run(ctx context.Context) error {
 		}
 		if last || (cfg.StepsPerHFExport > 0 && done%cfg.StepsPerHFExport == 0) {
 			dir := filepath.Join(j.Out, "hf", weights.StepName(done))
-			exportOpts.Extra = map[string][]byte{generate.MarinInfoName: tok.marinInfo(data, done)}
+			exportOpts.Extra = map[string][]byte{weights.MarinInfoName: tok.marinInfo(data, done)}
 			p, err := eng.Params()
 			if err != nil {
 				return err
@@ -339,7 +338,7 @@ func (j *Job) Run(ctx context.Context) error {
 	// resumes with nothing to train; the export must still exist.
 	if final := filepath.Join(j.Out, "hf", weights.StepName(numSteps)); start == numSteps {
 		if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
-			exportOpts.Extra = map[string][]byte{generate.MarinInfoName: tok.marinInfo(data, numSteps)}
+			exportOpts.Extra = map[string][]byte{weights.MarinInfoName: tok.marinInfo(data, numSteps)}
 			if err := weights.ExportHF(final, params, exportOpts); err != nil {
 				return err
 			}
@@ -565,7 +564,7 @@ func (t *tokFiles) exportOptions(data *Data) weights.ExportOptions {
 	}
 	if len(data.Format) > 0 {
 		if fo, err := chat.ParseOptions(data.Format); err == nil && fo.Name != chat.NamePlugin {
-			if p, err := generate.NewPrompter(fo, t.vocab); err == nil {
+			if p, err := chat.NewPrompter(fo, t.vocab); err == nil {
 				for _, id := range p.Stop() {
 					add(id)
 				}
@@ -576,6 +575,6 @@ func (t *tokFiles) exportOptions(data *Data) weights.ExportOptions {
 }
 
 func (t *tokFiles) marinInfo(data *Data, step int64) []byte {
-	raw, _ := json.MarshalIndent(generate.MarinInfo{ChatFormat: data.Format, Step: step, TokenizerSHA256: data.Tokenizer.SHA256}, "", "  ")
+	raw, _ := json.MarshalIndent(weights.MarinInfo{ChatFormat: data.Format, Step: step, TokenizerSHA256: data.Tokenizer.SHA256}, "", "  ")
 	return raw
 }

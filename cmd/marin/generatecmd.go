@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/marin-go/marin/backends/cpu/generate"
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 )
@@ -37,18 +38,18 @@ func (f *sampleFlags) bind(cmd *cobra.Command, maxNew int) {
 	_ = cmd.MarkFlagRequired("model")
 }
 
-func (f *sampleFlags) sampling() generate.Sampling {
-	return generate.Sampling{Temperature: f.temperature, TopP: f.topP, TopK: f.topK, Seed: f.seed}
+func (f *sampleFlags) sampling() sample.Sampling {
+	return sample.Sampling{Temperature: f.temperature, TopP: f.topP, TopK: f.topK, Seed: f.seed}
 }
 
-func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*generate.Model, error) {
+func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*sample.Model, error) {
 	if err := f.sampling().Validate(); err != nil {
 		return nil, withCode(exitUsage, err)
 	}
 	if f.maxNew <= 0 {
 		return nil, withCode(exitUsage, fmt.Errorf("--max-new-tokens must be positive"))
 	}
-	m, err := generate.Load(ctx, f.model, f.tokenizer, func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) })
+	m, err := sample.Load(ctx, f.model, f.tokenizer, func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) })
 	if err != nil {
 		return nil, withCode(exitFailed, err)
 	}
@@ -57,13 +58,13 @@ func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*generate.Mod
 
 // streamer prints generated text as it becomes valid UTF-8.
 type streamer struct {
-	m       *generate.Model
+	m       *sample.Model
 	w       io.Writer
 	toks    []uint32
 	printed string
 }
 
-func (s *streamer) token(id uint32) {
+func (s *streamer) token(_ int, id uint32) {
 	s.toks = append(s.toks, id)
 	text := s.m.Decode(s.toks)
 	if !utf8.ValidString(text) || !strings.HasPrefix(text, s.printed) {
@@ -112,7 +113,7 @@ turn rendered with the format, and generation stops at the format's end of turn.
 				if err != nil {
 					return withCode(exitUsage, err)
 				}
-				p, err := generate.NewPrompter(o, m.Vocab)
+				p, err := chat.NewPrompter(o, m.Vocab)
 				if err != nil {
 					return withCode(exitFailed, err)
 				}
@@ -130,7 +131,7 @@ turn rendered with the format, and generation stops at the format's end of turn.
 					stop = []uint32{eos}
 				}
 			}
-			dec, err := generate.NewDecoder(m.Params, 0)
+			dec, err := generate.NewDecoder(m.Params, 1, 0)
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
@@ -139,7 +140,7 @@ turn rendered with the format, and generation stops at the format's end of turn.
 				return withCode(exitUsage, fmt.Errorf("the prompt's %d tokens fill the model's %d positions", len(ids), dec.MaxLen()))
 			}
 			st := &streamer{m: m, w: stdout}
-			if _, err := generate.Generate(ctx, dec, ids, generate.Options{MaxNewTokens: maxNew, Sampling: f.sampling(), Stop: stop}, st.token); err != nil {
+			if _, err := sample.Generate(ctx, dec, [][]uint32{ids}, sample.Options{MaxNewTokens: maxNew, Sampling: f.sampling(), Stop: stop}, st.token); err != nil {
 				return withCode(exitFailed, err)
 			}
 			st.finish()
@@ -175,11 +176,11 @@ conversation is kept (the key/value cache is reused across turns).
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			p, err := generate.NewPrompter(o, m.Vocab)
+			p, err := chat.NewPrompter(o, m.Vocab)
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
-			dec, err := generate.NewDecoder(m.Params, 0)
+			dec, err := generate.NewDecoder(m.Params, 1, 0)
 			if err != nil {
 				return withCode(exitFailed, err)
 			}
@@ -220,7 +221,7 @@ conversation is kept (the key/value cache is reused across turns).
 				for common < len(fed) && common < len(ids)-1 && fed[common] == ids[common] {
 					common++
 				}
-				dec.Truncate(common)
+				dec.Truncate(0, common)
 				maxNew := min(f.maxNew, dec.MaxLen()-len(ids))
 				if maxNew <= 0 {
 					fmt.Fprintln(stderr, "the conversation fills the model's context; /reset to start over")
@@ -232,17 +233,18 @@ conversation is kept (the key/value cache is reused across turns).
 				s := f.sampling()
 				s.Seed += turn
 				turn++
-				res, err := generate.Generate(ctx, dec, ids[common:], generate.Options{MaxNewTokens: maxNew, Sampling: s, Stop: p.Stop()}, st.token)
+				out, err := sample.Generate(ctx, dec, [][]uint32{ids[common:]}, sample.Options{MaxNewTokens: maxNew, Sampling: s, Stop: p.Stop()}, st.token)
 				if err != nil {
 					return withCode(exitFailed, err)
 				}
+				res := out[0]
 				st.finish()
 				fmt.Fprintln(stdout)
 				all := append(append([]uint32(nil), ids...), res.Tokens...)
 				if res.Stopped {
 					all = append(all, res.StopID)
 				}
-				fed = all[:min(len(all), dec.Len())]
+				fed = all[:min(len(all), dec.Len(0))]
 				msgs = append(msgs, chat.Message{Role: "assistant", Content: m.Decode(res.Tokens)})
 			}
 		},

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/marin-go/marin/backends/cpu/generate"
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -132,7 +133,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 	if c.MaxNewTokens == 0 {
 		c.MaxNewTokens = 32
 	}
-	m, err := generate.Load(ctx, c.Model, c.Tokenizer, func(f string, a ...any) { r.Log("info", fmt.Sprintf(f, a...)) })
+	m, err := sample.Load(ctx, c.Model, c.Tokenizer, func(f string, a ...any) { r.Log("info", fmt.Sprintf(f, a...)) })
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +145,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 	} else if fo, err = m.ChatOptions(""); err != nil {
 		return nil, err
 	}
-	p, err := generate.NewPrompter(fo, m.Vocab)
+	p, err := chat.NewPrompter(fo, m.Vocab)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +159,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("eval/exact_match: %s holds no conversations", c.Data)
 	}
-	dec, err := generate.NewDecoder(m.Params, 0)
+	dec, err := generate.NewDecoder(m.Params, 1, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +185,11 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 		if maxNew <= 0 {
 			return nil, fmt.Errorf("eval/exact_match: conversation %s: the prompt's %d tokens fill the model's %d positions", row.ID, len(ids), dec.MaxLen())
 		}
-		g, err := generate.Generate(ctx, dec, ids, generate.Options{MaxNewTokens: maxNew, Stop: p.Stop()}, nil)
+		g, err := sample.Generate(ctx, dec, [][]uint32{ids}, sample.Options{MaxNewTokens: maxNew, Stop: p.Stop()}, nil)
 		if err != nil {
 			return nil, fmt.Errorf("eval/exact_match: conversation %s: %w", row.ID, err)
 		}
-		outText := m.Decode(g.Tokens)
+		outText := m.Decode(g[0].Tokens)
 		ref := row.Messages[n-1].Content
 		ok := strings.TrimSpace(outText) == strings.TrimSpace(ref)
 		task, _ := row.Metadata["task"].(string)

@@ -2,14 +2,15 @@ package generate
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/marin-go/marin/backends/cpu/transformer"
 	"github.com/marin-go/marin/backends/model/llama"
-	"github.com/marin-go/marin/backends/tokens/chat"
-	"github.com/marin-go/marin/backends/tokens/tokenizer"
-	"github.com/marin-go/marin/plugins/tasks"
+	"github.com/marin-go/marin/backends/model/sample"
 )
 
 func testParams(t *testing.T, mod func(*llama.Config)) *llama.Params {
@@ -55,6 +56,41 @@ func fullLogits(t *testing.T, p *llama.Params, toks []int32) []float32 {
 	return out
 }
 
+// feed1 feeds one row's tokens and returns its logits.
+func feed1(t *testing.T, d *Decoder, r int, toks []int32, want sample.Want) []float32 {
+	t.Helper()
+	in := make([][]int32, r+1)
+	in[r] = toks
+	out, err := d.Feed(context.Background(), in, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[r]
+}
+
+func closeTo(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d logits, want %d", what, len(got), len(want))
+	}
+	var maxDiff, scale float64
+	for i := range want {
+		maxDiff = math.Max(maxDiff, math.Abs(float64(got[i]-want[i])))
+		scale = math.Max(scale, math.Abs(float64(want[i])))
+	}
+	if maxDiff > 1e-4*scale+1e-5 {
+		t.Fatalf("%s: the cached decoder's logits differ by %g (scale %g)", what, maxDiff, scale)
+	}
+}
+
+func testTokens(n, seed int) []int32 {
+	toks := make([]int32, n)
+	for i := range toks {
+		toks[i] = int32((i*37 + 11 + seed*101) % 300)
+	}
+	return toks
+}
+
 func TestDecoderMatchesTheFullForwardPass(t *testing.T) {
 	for name, mod := range map[string]func(*llama.Config){
 		"gqa":    nil,
@@ -74,183 +110,137 @@ func TestDecoderMatchesTheFullForwardPass(t *testing.T) {
 				}
 			}
 		}
-		d, err := NewDecoder(p, 0)
+		d, err := NewDecoder(p, 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		toks := make([]int32, 40)
-		for i := range toks {
-			toks[i] = int32((i*37 + 11) % 300)
-		}
+		toks := testTokens(40, 0)
 		// Prefill 30 tokens, then one at a time.
-		var got []float32
 		for n := 30; n <= len(toks); n++ {
+			var got []float32
 			if n == 30 {
-				got, err = d.Feed(toks[:30])
+				got = feed1(t, d, 0, toks[:30], sample.Last)
 			} else {
-				got, err = d.Feed(toks[n-1 : n])
+				got = feed1(t, d, 0, toks[n-1:n], sample.Last)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := fullLogits(t, p, toks[:n])
-			var maxDiff, scale float64
-			for i := range want {
-				maxDiff = math.Max(maxDiff, math.Abs(float64(got[i]-want[i])))
-				scale = math.Max(scale, math.Abs(float64(want[i])))
-			}
-			if maxDiff > 1e-4*scale+1e-5 {
-				t.Fatalf("%s: after %d tokens the cached decoder's logits differ by %g (scale %g)", name, n, maxDiff, scale)
-			}
+			closeTo(t, fmt.Sprintf("%s after %d tokens", name, n), got, fullLogits(t, p, toks[:n]))
 		}
 		// Truncate and continue gives the same as a fresh decoder.
-		d.Truncate(10)
-		a, _ := d.Feed(toks[10:12])
-		want := fullLogits(t, p, toks[:12])
-		for i := range want {
-			if math.Abs(float64(a[i]-want[i])) > 1e-3 {
-				t.Fatalf("%s: after Truncate logits differ at %d: %v vs %v", name, i, a[i], want[i])
-			}
+		d.Truncate(0, 10)
+		if d.Len(0) != 10 {
+			t.Fatalf("Len after Truncate(0, 10) = %d", d.Len(0))
+		}
+		closeTo(t, name+" after Truncate", feed1(t, d, 0, toks[10:12], sample.Last), fullLogits(t, p, toks[:12]))
+	}
+}
+
+// Rows of a batch are fed together, with different lengths, and each
+// row's logits are its own sequence's; Every gives the logits after each
+// fed token.
+func TestBatchedRowsAreIndependent(t *testing.T) {
+	p := testParams(t, nil)
+	d, err := NewDecoder(p, 3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := [][]int32{testTokens(7, 1), testTokens(300, 2)[:65], testTokens(3, 3)}
+	// Row 1 gets more tokens than one pass takes for three rows (256/3).
+	out, err := d.Feed(context.Background(), [][]int32{seqs[0], seqs[1][:60], seqs[2]}, sample.Last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r, s := range [][]int32{seqs[0], seqs[1][:60], seqs[2]} {
+		closeTo(t, fmt.Sprintf("row %d", r), out[r], fullLogits(t, p, s))
+	}
+	// Continue only row 1, asking for every position.
+	out, err = d.Feed(context.Background(), [][]int32{nil, seqs[1][60:]}, sample.Every)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := p.Config.VocabSize
+	if out[0] != nil || out[2] != nil || len(out[1]) != 5*V {
+		t.Fatalf("Every: rows %d/%d/%d values", len(out[0]), len(out[1]), len(out[2]))
+	}
+	for j := range 5 {
+		closeTo(t, fmt.Sprintf("row 1 position %d", 60+j), out[1][j*V:(j+1)*V], fullLogits(t, p, seqs[1][:61+j]))
+	}
+	if d.Len(0) != 7 || d.Len(1) != 65 || d.Len(2) != 3 {
+		t.Errorf("lengths %d %d %d", d.Len(0), d.Len(1), d.Len(2))
+	}
+	// Errors name the row and leave the decoder as it was.
+	if _, err := d.Feed(context.Background(), [][]int32{nil, nil, {300}}, sample.Last); err == nil || !strings.Contains(err.Error(), "row 2") {
+		t.Errorf("token outside the vocabulary: %v", err)
+	}
+	if _, err := d.Feed(context.Background(), [][]int32{make([]int32, 90)}, sample.Last); err == nil || d.Len(0) != 7 {
+		t.Errorf("overfull row: %v, length %d", err, d.Len(0))
+	}
+	if _, err := d.Feed(context.Background(), [][]int32{nil, nil, nil, {1}}, sample.Last); err == nil {
+		t.Error("a fourth row was fed")
+	}
+	d.Reset()
+	if d.Len(1) != 0 {
+		t.Error("Reset kept positions")
+	}
+}
+
+func argmax(l []float32) int {
+	best := 0
+	for i, v := range l {
+		if v > l[best] {
+			best = i
 		}
 	}
+	return best
 }
 
 func TestGreedyGenerationFollowsTheArgmax(t *testing.T) {
 	p := testParams(t, nil)
-	d, _ := NewDecoder(p, 0)
-	prompt := []uint32{5, 17, 250, 3}
-	res, err := Generate(context.Background(), d, prompt, Options{MaxNewTokens: 12}, nil)
+	d, _ := NewDecoder(p, 2, 0)
+	prompts := [][]uint32{{5, 17, 250, 3}, {9}}
+	res, err := sample.Generate(context.Background(), d, prompts, sample.Options{MaxNewTokens: 12}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Tokens) != 12 || res.Stopped {
-		t.Fatalf("%+v", res)
-	}
-	seq := []int32{5, 17, 250, 3}
-	for k, tok := range res.Tokens {
-		l := fullLogits(t, p, seq)
-		best := 0
-		for i, v := range l {
-			if v > l[best] {
-				best = i
+	for r, prompt := range prompts {
+		if len(res[r].Tokens) != 12 || res[r].Stopped {
+			t.Fatalf("row %d: %+v", r, res[r])
+		}
+		var seq []int32
+		for _, x := range prompt {
+			seq = append(seq, int32(x))
+		}
+		for k, tok := range res[r].Tokens {
+			if best := argmax(fullLogits(t, p, seq)); uint32(best) != tok {
+				t.Fatalf("row %d token %d: generated %d, argmax of the full pass %d", r, k, tok, best)
 			}
+			seq = append(seq, int32(tok))
 		}
-		if uint32(best) != tok {
-			t.Fatalf("token %d: generated %d, argmax of the full pass %d", k, tok, best)
-		}
-		seq = append(seq, int32(tok))
 	}
-	// A stop token ends generation and is not returned.
+	// A stop token ends its row's generation and is not returned; the other
+	// row goes on.
 	d.Reset()
-	stop := res.Tokens[3]
-	r2, err := Generate(context.Background(), d, prompt, Options{MaxNewTokens: 12, Stop: []uint32{stop}}, nil)
+	stop := res[0].Tokens[3]
+	var streamed [2][]uint32
+	r2, err := sample.Generate(context.Background(), d, prompts, sample.Options{MaxNewTokens: 12, Stop: []uint32{stop}},
+		func(r int, id uint32) { streamed[r] = append(streamed[r], id) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := 0
-	for first < len(res.Tokens) && res.Tokens[first] != stop {
+	for first < len(res[0].Tokens) && res[0].Tokens[first] != stop {
 		first++
 	}
-	if !r2.Stopped || r2.StopID != stop || len(r2.Tokens) != first {
-		t.Errorf("with stop %d: %+v (first occurrence at %d)", stop, r2, first)
+	if !r2[0].Stopped || r2[0].StopID != stop || len(r2[0].Tokens) != first || d.Len(0) != len(prompts[0])+first+1 {
+		t.Errorf("with stop %d: %+v (first occurrence at %d), %d positions", stop, r2[0], first, d.Len(0))
 	}
-}
-
-func TestSamplingIsSeededAndRespectsTopKAndTopP(t *testing.T) {
-	logits := []float32{2, 1, 0.5, 0, -1, 3}
-	draw := func(s Sampling, n int) map[int32]int {
-		sm := NewSampler(s)
-		c := map[int32]int{}
-		for i := 0; i < n; i++ {
-			c[sm.Next(logits)]++
-		}
-		return c
+	if !slices.Equal(streamed[0], r2[0].Tokens) || !slices.Equal(streamed[1], r2[1].Tokens) {
+		t.Errorf("streamed %v, returned %v %v", streamed, r2[0].Tokens, r2[1].Tokens)
 	}
-	a := draw(Sampling{Temperature: 1, Seed: 4}, 200)
-	b := draw(Sampling{Temperature: 1, Seed: 4}, 200)
-	if len(a) < 4 {
-		t.Errorf("temperature 1 drew only %v", a)
+	want1 := res[1].Tokens
+	if i := slices.Index(want1, stop); i >= 0 {
+		want1 = want1[:i]
 	}
-	for k, v := range a {
-		if b[k] != v {
-			t.Fatalf("same seed, different draws: %v vs %v", a, b)
-		}
-	}
-	if c := draw(Sampling{Temperature: 1, TopK: 2, Seed: 1}, 300); len(c) != 2 || c[5] == 0 || c[0] == 0 {
-		t.Errorf("top_k 2 drew %v", c)
-	}
-	// p(5) ≈ 0.61, p(0) ≈ 0.22: top_p 0.7 keeps those two.
-	if c := draw(Sampling{Temperature: 1, TopP: 0.7, Seed: 1}, 300); len(c) != 2 {
-		t.Errorf("top_p 0.7 drew %v", c)
-	}
-	if c := draw(Sampling{}, 10); len(c) != 1 || c[5] != 10 {
-		t.Errorf("greedy drew %v", c)
-	}
-	if err := (Sampling{TopP: 1.5}).Validate(); err == nil {
-		t.Error("top_p 1.5 accepted")
-	}
-}
-
-func quickstartVocab(t *testing.T) (*chat.Vocab, *tokenizer.Tokenizer) {
-	t.Helper()
-	tj, cj, _, err := tasks.TokenizerFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.FromBytes(tj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := chat.NewVocab(tok, tj, cj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v, tok
-}
-
-func TestPrompterRendersTheGenerationPromptAndStopsAtTheEndOfTurn(t *testing.T) {
-	v, tok := quickstartVocab(t)
-	o := chat.DefaultOptions()
-	o.Name = chat.NameChatML
-	p, err := NewPrompter(o, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	imEnd, _ := v.Tok.TokenToID(tasks.IMEnd)
-	eot, _ := v.Tok.TokenToID(tasks.EndOfText)
-	if st := p.Stop(); len(st) != 2 || st[0] != imEnd || st[1] != eot || p.EndOfTurn() != imEnd {
-		t.Errorf("stop tokens %v, want [%d %d]", st, imEnd, eot)
-	}
-	ids, err := p.Encode([]chat.Message{{Role: "user", Content: "23+58"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "<|im_start|>user\n23+58<|im_end|>\n<|im_start|>assistant\n"
-	if got := tok.Decode(ids, false); got != want {
-		t.Errorf("prompt %q, want %q", got, want)
-	}
-	// The user typing a control token gets text, not the token.
-	ids, _ = p.Encode([]chat.Message{{Role: "user", Content: "<|im_end|>"}})
-	// <|im_start|> "user\n" (5 bytes), the 10 bytes of the text, <|im_end|>.
-	for _, id := range ids[6:16] {
-		if id == imEnd {
-			t.Errorf("user text became the control token: %v", ids)
-		}
-	}
-	// The hf_template format renders the tokenizer's chat template.
-	q, err := NewPrompter(chat.DefaultOptions(), v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids2, err := q.Encode([]chat.Message{{Role: "user", Content: "23+58"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := tok.Decode(ids2, false); got != "<|user|>23+58<|assistant|>" {
-		t.Errorf("hf_template prompt %q", got)
-	}
-	end, _ := v.Tok.TokenToID(tasks.End)
-	if st := q.Stop(); len(st) != 2 || st[0] != end || st[1] != eot {
-		t.Errorf("hf_template stop tokens %v, want [%d %d]", st, end, eot)
+	if !slices.Equal(r2[1].Tokens, want1) {
+		t.Errorf("row 1 generated %v with the stop token, want %v", r2[1].Tokens, want1)
 	}
 }

@@ -9,7 +9,8 @@
 // train.Engine.
 //
 // Model runs the passes: Loss (evaluation), LossAndGrad (training; adds
-// scale·gradient into a Params of gradients) and Logits (generation). A
+// scale·gradient into a Params of gradients) and Logits (next-token logits
+// at chosen positions; cached decoding is backends/cpu/generate's). A
 // Model keeps activation buffers between calls and is not safe for
 // concurrent use.
 //

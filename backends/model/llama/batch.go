@@ -163,13 +163,3 @@ func (b *Batch) Rows(r0, n int) *Batch {
 	}
 	return out
 }
-
-// CopyRows fills b (B rows of T tokens) with rows [r0, r0+b.B) of src, which
-// has the same T: a micro-batch of a larger batch.
-func (b *Batch) CopyRows(src *Batch, r0 int) {
-	a, e := r0*src.T, (r0+b.B)*src.T
-	copy(b.Tokens, src.Tokens[a:e])
-	copy(b.Segments, src.Segments[a:e])
-	copy(b.Positions, src.Positions[a:e])
-	copy(b.LossMask, src.LossMask[a:e])
-}

@@ -25,8 +25,9 @@
 //     padding), RoPE positions and a loss mask. The mask is already
 //     shifted: LossMask[t] trains the prediction of token t+1 from
 //     positions ≤ t (see Batch).
-//   - RopeInvFreq, RopeCosSin and RopeTable are the rotary tables (Llama 3
-//     and linear scaling), in float32 as transformers computes them.
+//   - RopeInvFreq and RopeTable are the rotary tables (Llama 3 and linear
+//     scaling), in float32 as transformers computes them; every engine,
+//     training and decoding, rotates with them.
 //   - LossOptions and LossResult are the loss's settings and its sums, so
 //     micro-batches accumulate exactly.
 //
@@ -37,12 +38,12 @@
 //
 //   - RMSNorm: y = w ⊙ (x · 1/√(mean(x²) + eps)).
 //   - RoPE in HF's rotate_half layout (pairs i and i+head_dim/2), angles
-//     float32(position)·inv_freq; RopeInvFreq and RopeCosSin return the
-//     exact float32 tables.
+//     float32(position)·inv_freq; RopeTable holds the exact float32
+//     values.
 //   - Attention scores scaled by 1/√head_dim; query i attends to key j iff
 //     j ≤ i and Segments[j] == Segments[i] ≠ −1 (ids, not runs: an id that
-//     reappears later in the row is the same document). A padding query's
-//     output is 0.
+//     reappears later in the row is the same document). Padding
+//     contributes nothing to the loss or the gradients.
 //   - MLP: down(silu(gate(h)) ⊙ up(h)).
 //   - Loss per trained position t: logsumexp(z) − z[Tokens[t+1]] plus
 //     ZLossWeight·logsumexp(z)², z = LM-head logits of the final-norm output

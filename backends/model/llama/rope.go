@@ -53,23 +53,15 @@ func RopeInvFreq(cfg Config) []float32 {
 }
 
 // RopeTable holds cos and sin of position·inv_freq for positions
-// [0, len(Cos)/Half): entry p·Half+i. Engines share it so every one rotates
-// with the same float32 values.
+// [0, len(Cos)/Half): entry p·Half+i is cos/sin of float32(p)·inv_freq[i],
+// the product rounded to float32 as transformers computes it and the
+// cosine of that rounded angle rounded to float32. Every engine (training
+// and decoding) rotates with these tables, so they agree exactly.
 type RopeTable struct {
 	Half     int
 	Inv      []float32
 	Limit    int // max_position_embeddings
 	Cos, Sin []float32
-}
-
-// RopeCosSin returns the cos and sin tables for positions [0, n): entry
-// p·(head_dim/2)+i is cos/sin of float32(p)·inv_freq[i], the product rounded
-// to float32 as transformers computes it and the cosine of that rounded
-// angle rounded to float32. Another backend using these tables gets the
-// CPU backend's rotary embeddings exactly.
-func RopeCosSin(cfg Config, n int) (cos, sin []float32) {
-	t := NewRopeTable(cfg, n)
-	return t.Cos, t.Sin
 }
 
 // NewRopeTable makes the tables for positions [0, n); they grow on demand.

@@ -25,6 +25,10 @@
 // {% generation %} … {% endgeneration %} blocks mark the trainable text.
 // Format plugins (name "plugin") are rendered by another process; the
 // tokenize op wraps them as a Format (see backends/tokens/tokenize).
+//
+// A Prompter renders a conversation up to where the assistant's reply
+// begins (the generation prompt) and knows the tokens that end that reply:
+// what marin generate and chat and the evaluations sample with.
 package chat
 
 import (

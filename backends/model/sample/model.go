@@ -1,8 +1,7 @@
-package generate
+package sample
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,19 +13,6 @@ import (
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 )
 
-// MarinInfoName is the sidecar an hf/ export carries for marin's own tools.
-const MarinInfoName = "marin.json"
-
-// MarinInfo is marin.json.
-type MarinInfo struct {
-	// ChatFormat is the format the model was trained with (the token
-	// cache's format object), used by marin chat and generate --chat.
-	ChatFormat json.RawMessage `json:"chat_format,omitempty"`
-	Step       int64           `json:"step"`
-	// TokenizerSHA256 is the sha256 of the tokenizer.json trained with.
-	TokenizerSHA256 string `json:"tokenizer_sha256,omitempty"`
-}
-
 // Model is a model ready to sample from: its parameters and tokenizer.
 type Model struct {
 	Dir    string
@@ -34,7 +20,7 @@ type Model struct {
 	Tok    *tokenizer.Tokenizer
 	Vocab  *chat.Vocab
 	// Info is marin.json, or nil when the directory has none.
-	Info *MarinInfo
+	Info *weights.MarinInfo
 }
 
 // Load resolves name (see weights.Resolve: a directory, a training step's
@@ -75,15 +61,7 @@ func Load(ctx context.Context, name, tokenizerDir string, logf weights.Logf) (*M
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, MarinInfoName))
-	switch {
-	case err == nil:
-		var info MarinInfo
-		if err := json.Unmarshal(raw, &info); err != nil {
-			return nil, fmt.Errorf("model %s: %s: %w", dir, MarinInfoName, err)
-		}
-		m.Info = &info
-	case !errors.Is(err, os.ErrNotExist):
+	if m.Info, err = weights.ReadMarinInfo(dir); err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
 	return m, nil
@@ -105,7 +83,7 @@ func (m *Model) ChatOptions(name string) (chat.Options, error) {
 	if m.Vocab.ChatTemplate != "" {
 		return chat.DefaultOptions(), nil
 	}
-	return chat.Options{}, fmt.Errorf("model %s: no chat format given, none recorded in %s and the tokenizer has no chat template; pass --format NAME", m.Dir, MarinInfoName)
+	return chat.Options{}, fmt.Errorf("model %s: no chat format given, none recorded in %s and the tokenizer has no chat template; pass --format NAME", m.Dir, weights.MarinInfoName)
 }
 
 // EOS returns the tokenizer's end-of-sequence id, if it names one.

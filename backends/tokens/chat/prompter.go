@@ -1,11 +1,9 @@
-package generate
+package chat
 
 import (
 	"context"
 	"fmt"
 	"strings"
-
-	"github.com/marin-go/marin/backends/tokens/chat"
 )
 
 // sentinel stands in for the assistant's reply when a conversation is
@@ -16,22 +14,22 @@ const sentinel = "MARINREPLYSENTINEL"
 // everything up to where the assistant's reply begins (the generation
 // prompt), and knows the tokens that end the reply.
 type Prompter struct {
-	format chat.Format
-	vocab  *chat.Vocab
-	enc    *chat.Encoder
+	format Format
+	vocab  *Vocab
+	enc    *Encoder
 	stop   []uint32
 }
 
 // NewPrompter builds a format for the tokenizer described by v. Format
 // plugins (name "plugin") render in another process and are not supported
 // here.
-func NewPrompter(o chat.Options, v *chat.Vocab) (*Prompter, error) {
-	f, err := chat.New(o, v)
+func NewPrompter(o Options, v *Vocab) (*Prompter, error) {
+	f, err := New(o, v)
 	if err != nil {
 		return nil, err
 	}
-	p := &Prompter{format: f, vocab: v, enc: chat.NewEncoder(v)}
-	_, tail, err := p.split([]chat.Message{{Role: "user", Content: "x"}})
+	p := &Prompter{format: f, vocab: v, enc: NewEncoder(v)}
+	_, tail, err := p.split([]Message{{Role: "user", Content: "x"}})
 	if err != nil {
 		return nil, err
 	}
@@ -78,9 +76,9 @@ func (p *Prompter) EndOfTurn() uint32 { return p.stop[0] }
 
 // split renders msgs followed by an assistant turn and cuts the segments
 // where that turn's content begins.
-func (p *Prompter) split(msgs []chat.Message) (prompt, tail []chat.Segment, err error) {
-	conv := append(append([]chat.Message(nil), msgs...), chat.Message{Role: "assistant", Content: sentinel})
-	out, err := p.format.Render(context.Background(), []chat.Conversation{{ID: "prompt", Messages: conv}})
+func (p *Prompter) split(msgs []Message) (prompt, tail []Segment, err error) {
+	conv := append(append([]Message(nil), msgs...), Message{Role: "assistant", Content: sentinel})
+	out, err := p.format.Render(context.Background(), []Conversation{{ID: "prompt", Messages: conv}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("chat format %s: %w", p.format.Name(), err)
 	}
@@ -119,7 +117,7 @@ func (p *Prompter) split(msgs []chat.Message) (prompt, tail []chat.Segment, err 
 
 // Encode renders msgs (a conversation whose next turn is the assistant's)
 // and returns the ids of the generation prompt.
-func (p *Prompter) Encode(msgs []chat.Message) ([]uint32, error) {
+func (p *Prompter) Encode(msgs []Message) ([]uint32, error) {
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("empty conversation")
 	}

@@ -1,7 +1,6 @@
-package generate
+package sample
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -108,80 +107,4 @@ func (sm *Sampler) Next(logits []float32) int32 {
 		}
 	}
 	return int32(idx[keep-1])
-}
-
-// Options configure one generation.
-type Options struct {
-	MaxNewTokens int
-	Sampling     Sampling
-	// Stop ends generation when one of these tokens is produced (it is not
-	// part of the returned tokens).
-	Stop []uint32
-}
-
-// Result is one generation.
-type Result struct {
-	Tokens  []uint32 // the new tokens, without the stop token
-	Stopped bool     // a stop token ended it (not MaxNewTokens or the cache's length)
-	StopID  uint32   // the stop token, when Stopped
-}
-
-// Generate continues the decoder's sequence from prompt (fed first; it may
-// be empty when the decoder already holds the prompt) and returns the new
-// tokens. onToken, when not nil, sees each new token as it is made (for
-// streaming); the stop token is not passed to it.
-func Generate(ctx context.Context, d *Decoder, prompt []uint32, o Options, onToken func(id uint32)) (Result, error) {
-	var res Result
-	if err := o.Sampling.Validate(); err != nil {
-		return res, err
-	}
-	if o.MaxNewTokens <= 0 {
-		return res, fmt.Errorf("max new tokens %d must be positive", o.MaxNewTokens)
-	}
-	stop := map[uint32]bool{}
-	for _, s := range o.Stop {
-		stop[s] = true
-	}
-	var logits []float32
-	var err error
-	if len(prompt) > 0 {
-		ids := make([]int32, len(prompt))
-		for i, t := range prompt {
-			ids[i] = int32(t)
-		}
-		if logits, err = d.Feed(ids); err != nil {
-			return res, err
-		}
-	} else if d.Len() == 0 {
-		return res, fmt.Errorf("generate: empty prompt")
-	} else {
-		return res, fmt.Errorf("generate: the prompt must be fed with the call (the decoder keeps no logits between calls)")
-	}
-	sm := NewSampler(o.Sampling)
-	for len(res.Tokens) < o.MaxNewTokens {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		next := uint32(sm.Next(logits))
-		if stop[next] {
-			res.Stopped, res.StopID = true, next
-			// Feed it so the cache holds the whole turn (a chat continues
-			// after it).
-			if d.Len() < d.MaxLen() {
-				_, _ = d.Feed([]int32{int32(next)})
-			}
-			return res, nil
-		}
-		res.Tokens = append(res.Tokens, next)
-		if onToken != nil {
-			onToken(next)
-		}
-		if len(res.Tokens) == o.MaxNewTokens || d.Len() >= d.MaxLen() {
-			break
-		}
-		if logits, err = d.Feed([]int32{int32(next)}); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
 }
