@@ -2,11 +2,13 @@ package gomlx
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/marin-go/marin/backends/cpu"
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/optim"
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/train"
 )
 
@@ -45,5 +47,50 @@ func BenchmarkTrainSmall(b *testing.B) {
 			}
 			b.ReportMetric(float64(benchBatch*benchSeq*b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+// BenchmarkDecode measures greedy generation through each engine's
+// decoder (a 32-token prompt per row, then 32 new tokens) on BenchSmall,
+// one row and eight rows decoded together:
+//
+//	go test ./backends/gomlx -run '^$' -bench Decode -benchtime 5x
+func BenchmarkDecode(b *testing.B) {
+	params, err := llama.InitParams(BenchSmall, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const prompt, newTokens = 32, 32
+	for _, e := range []struct {
+		name    string
+		factory sample.DecoderFactory
+	}{{"gomlx-go", DecoderFactory(Options{Engine: EngineGo})}, {"cpu", cpu.NewDecoder}} {
+		for _, rows := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/rows=%d", e.name, rows), func(b *testing.B) {
+				d, err := e.factory(params, rows, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer d.Close()
+				prompts := make([][]uint32, rows)
+				for r := range prompts {
+					for i := range prompt {
+						prompts[r] = append(prompts[r], uint32((r*131+i*17)%BenchSmall.VocabSize))
+					}
+				}
+				run := func() {
+					d.Reset()
+					if _, err := sample.Generate(context.Background(), d, prompts, sample.Options{MaxNewTokens: newTokens}, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				run() // compiles
+				b.ResetTimer()
+				for range b.N {
+					run()
+				}
+				b.ReportMetric(float64(rows*newTokens*b.N)/b.Elapsed().Seconds(), "new-tokens/s")
+			})
+		}
 	}
 }

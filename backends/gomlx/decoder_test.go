@@ -109,3 +109,36 @@ func TestDecoderMatchesTheCPUDecoder(t *testing.T) {
 		t.Error("a row was fed past max_position_embeddings")
 	}
 }
+
+// The accelerator recipe (bf16 compute and caches) decodes on the pure-Go
+// engine too, which emulates bf16: its logits track float32's.
+func TestDecoderBF16TracksFloat32(t *testing.T) {
+	p := decoderParams(t)
+	ctx := context.Background()
+	on := true
+	feed := [][]int32{seq(20, 1), seq(7, 2)}
+	var logits [2][][]float32
+	for i, o := range []Options{{}, {BF16: &on}} {
+		d, err := DecoderFactory(o)(p, 2, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := d.Feed(ctx, feed, sample.Last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits[i] = out
+		d.Close()
+	}
+	for r := range feed {
+		var diff, scale float64
+		for j, x := range logits[0][r] {
+			diff = math.Max(diff, math.Abs(float64(logits[1][r][j]-x)))
+			scale = math.Max(scale, math.Abs(float64(x)))
+		}
+		if diff > 0.05*scale {
+			t.Errorf("row %d: bf16 logits differ by %.3g (scale %.3g)", r, diff, scale)
+		}
+		t.Logf("row %d: bf16 vs float32 logits within %.3g (scale %.3g)", r, diff, scale)
+	}
+}
