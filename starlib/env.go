@@ -11,6 +11,7 @@
 package starlib
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -83,6 +84,13 @@ type loadEntry struct {
 // ExecFile evaluates the script at path and returns the steps it hands to
 // executor_main. src may be nil to read the file.
 func ExecFile(filename string, src []byte) (*Result, error) {
+	return ExecFileContext(context.Background(), filename, src, Limits{})
+}
+
+// ExecFileContext is ExecFile under ctx and lim: cancelling ctx stops the
+// evaluation (the error then matches ctx's error, e.g. context.Canceled),
+// and a script that exceeds a limit stops with a *LimitError.
+func ExecFileContext(ctx context.Context, filename string, src []byte, lim Limits) (*Result, error) {
 	if src == nil {
 		b, err := readScript(filename)
 		if err != nil {
@@ -103,6 +111,9 @@ func ExecFile(filename string, src []byte) (*Result, error) {
 	}
 	thread.SetLocal(stateKey, st)
 	thread.SetLocal(sourcesKey, files)
+	g := newGuard(ctx, lim)
+	defer g.close()
+	g.add(thread)
 	load = func(t *starlark.Thread, module string) (starlark.StringDict, error) {
 		from := t.CallFrame(0).Pos.Filename()
 		key, data, err := resolveLoad(from, module)
@@ -123,13 +134,18 @@ func ExecFile(filename string, src []byte) (*Result, error) {
 		child.SetLocal(sourcesKey, files)
 		files.add(key, data)
 		pre := predeclared(modName(key))
-		g, err := starlark.ExecFileOptions(fileOptions, child, key, data, pre)
-		cache[key] = &loadEntry{g, err}
-		return g, err
+		g.add(child)
+		globals, err := starlark.ExecFileOptions(fileOptions, child, key, data, pre)
+		g.remove(child)
+		cache[key] = &loadEntry{globals, err}
+		return globals, err
 	}
 	thread.Load = load
 
 	globals, err := starlark.ExecFileOptions(fileOptions, thread, filename, src, predeclared("__main__"))
+	if reason := g.stopped(); reason != nil {
+		return nil, stoppedError(filename, err, reason)
+	}
 	if err != nil {
 		return nil, scriptError(err)
 	}

@@ -79,13 +79,22 @@ func defaultPrefix(flag string) (string, error) {
 // against its op's schema, and the ops' own plan checks, whose pins (a
 // tokenizer's digest, a hub revision) are added to the configs before the
 // final hashes. Every problem is reported at once, with its script position;
-// exit 3 (4 when the only problem is ops no plugin serves).
+// exit 3 (4 when the only problem is ops no plugin serves). A signal (ctx
+// cancelled) stops the evaluation with exit 130; a script over its limits
+// ($MARIN_SCRIPT_MAX_STEPS, $MARIN_SCRIPT_MAX_MEMORY) is a script error.
 func loadPlan(ctx context.Context, script, prefixFlag string, cat validate.Catalog, vo validate.Options) (*starlib.Result, *graph.Plan, *validate.Result, error) {
 	prefix, err := defaultPrefix(prefixFlag)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	res, err := starlib.ExecFile(script, nil)
+	lim, err := starlib.LimitsFromEnv()
+	if err != nil {
+		return nil, nil, nil, withCode(exitUsage, err)
+	}
+	res, err := starlib.ExecFileContext(ctx, script, nil, lim)
+	if err != nil && ctx.Err() != nil {
+		return nil, nil, nil, withCode(exitInterrupted, fmt.Errorf("evaluating %s: %w", script, err))
+	}
 	if err != nil {
 		var se *starlib.Error
 		if errors.As(err, &se) && se.Backtrace != se.Msg {
