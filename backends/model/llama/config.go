@@ -272,6 +272,47 @@ func (c Config) SlidingWindowLimit() int {
 	return *n.SlidingWindow
 }
 
+// Size limits of a config: far above any real model, low enough that the
+// sizes computed from them cannot overflow. A config.json beyond them is
+// damage or a mistake, refused before anything is allocated.
+const (
+	MaxDim    = 1 << 24 // hidden_size, intermediate_size, vocab_size, head_dim, heads·head_dim
+	MaxLayers = 1 << 12 // num_hidden_layers
+	MaxHeads  = 1 << 14 // num_attention_heads, num_key_value_heads
+	MaxParams = 1 << 40 // parameters in all
+)
+
+// ParamCount is NumParams computed without overflow, or an error naming
+// the field beyond the size limits (MaxDim, MaxLayers, MaxHeads,
+// MaxParams).
+func (c Config) ParamCount() (int64, error) {
+	n := c.Normalized()
+	for _, f := range []struct {
+		name string
+		v    int
+		max  int
+	}{
+		{"hidden_size", n.HiddenSize, MaxDim}, {"intermediate_size", n.IntermediateSize, MaxDim},
+		{"vocab_size", n.VocabSize, MaxDim}, {"head_dim", n.HeadDim, MaxDim},
+		{"num_hidden_layers", n.NumHiddenLayers, MaxLayers},
+		{"num_attention_heads", n.NumAttentionHeads, MaxHeads}, {"num_key_value_heads", n.NumKeyValueHeads, MaxHeads},
+		{"num_attention_heads × head_dim", n.NumAttentionHeads * n.HeadDim, MaxDim},
+	} {
+		if f.v < 0 || f.v > f.max {
+			return 0, fmt.Errorf("model config: %s %d is beyond the limit of %d (damaged or not a Llama config?)", f.name, f.v, f.max)
+		}
+	}
+	// Every factor is now below 2^24 (layers 2^12): float64 is exact
+	// enough to compare with MaxParams, and int64 cannot overflow below it.
+	d, f := float64(n.HiddenSize), float64(n.IntermediateSize)
+	q, kv := float64(n.NumAttentionHeads*n.HeadDim), float64(n.NumKeyValueHeads*n.HeadDim)
+	approx := float64(n.NumHiddenLayers)*(2*d+2*d*q+2*d*kv+3*d*f+q+2*kv+3*d+2*f) + 2*float64(n.VocabSize)*d + d
+	if approx > MaxParams {
+		return 0, fmt.Errorf("model config: %.3g parameters is beyond the limit of %d", approx, int64(MaxParams))
+	}
+	return int64(c.NumParams()), nil
+}
+
 // NumParams is the number of parameters (the tied head counted once).
 func (c Config) NumParams() int {
 	n := c.Normalized()

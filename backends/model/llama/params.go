@@ -79,9 +79,45 @@ type Params struct {
 	flat   []float32
 }
 
-// NewParams allocates zeroed parameters (or gradients) for cfg.
+// NewParams allocates zeroed parameters (or gradients) for cfg. A config
+// beyond the size limits (see Config.ParamCount) is an error before
+// anything is allocated.
 func NewParams(cfg Config) (*Params, error) {
+	p, err := layout(cfg)
+	if err != nil {
+		return nil, err
+	}
+	total := 0
+	for _, t := range p.list {
+		total += t.Size()
+	}
+	p.flat = make([]float32, total)
+	off := 0
+	for _, t := range p.list {
+		n := t.Size()
+		t.Data = p.flat[off : off+n : off+n]
+		off += n
+	}
+	return p, nil
+}
+
+// Shapes lists the tensors NewParams would allocate for cfg, by name and
+// shape, with no data: what a loader checks a checkpoint's headers against
+// before allocating anything.
+func Shapes(cfg Config) ([]*Tensor, error) {
+	p, err := layout(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p.list, nil
+}
+
+// layout builds cfg's tensors without their data.
+func layout(cfg Config) (*Params, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := cfg.ParamCount(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.Normalized()
@@ -133,17 +169,6 @@ func NewParams(cfg Config) (*Params, error) {
 	p.Norm = add("model.norm.weight", d)
 	if !cfg.TieWordEmbeddings {
 		p.LMHead = add("lm_head.weight", cfg.VocabSize, d)
-	}
-	total := 0
-	for _, t := range p.list {
-		total += t.Size()
-	}
-	p.flat = make([]float32, total)
-	off := 0
-	for _, t := range p.list {
-		n := t.Size()
-		t.Data = p.flat[off : off+n : off+n]
-		off += n
 	}
 	return p, nil
 }

@@ -12,7 +12,9 @@
 package safetensors
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -23,6 +25,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // DType is a safetensors element type name.
@@ -71,21 +75,31 @@ func (t TensorInfo) NumElements() int64 {
 	return n
 }
 
-// File is an opened safetensors file with its data in memory.
+// File is an opened safetensors file: its validated header, and its data
+// either in memory (Parse) or read from Path as tensors are asked for
+// (Open), so opening a file allocates only its header.
 type File struct {
 	Path     string
 	Metadata map[string]string
 	Tensors  map[string]TensorInfo
-	data     []byte // the bytes after the header
+	data     []byte // the bytes after the header, when held in memory
+	dataOff  int64  // where the data starts in Path, when read from disk
 }
 
-// Open reads and validates a safetensors file.
+// Open reads and validates a safetensors file's header; tensor data is
+// read when asked for. Nothing is allocated beyond the header, whose length
+// is checked against the file's size first.
 func Open(path string) (*File, error) {
-	b, err := os.ReadFile(path)
+	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read safetensors: %w", err)
 	}
-	f, err := Parse(b)
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read safetensors: %w", err)
+	}
+	f, err := readHeader(fh, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("safetensors %s: %w", path, err)
 	}
@@ -93,25 +107,52 @@ func Open(path string) (*File, error) {
 	return f, nil
 }
 
-// Parse validates a whole safetensors file held in memory.
-func Parse(b []byte) (*File, error) {
-	if len(b) < 8 {
-		return nil, fmt.Errorf("file is %d bytes, shorter than the 8-byte header length: truncated", len(b))
+// readHeader reads and validates the header of a size-byte file.
+func readHeader(r io.ReaderAt, size int64) (*File, error) {
+	if size < 8 {
+		return nil, fmt.Errorf("file is %d bytes, shorter than the 8-byte header length: truncated", size)
 	}
-	n := binary.LittleEndian.Uint64(b[:8])
+	var lenBuf [8]byte
+	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
+		return nil, fmt.Errorf("read header length: %w", err)
+	}
+	n := binary.LittleEndian.Uint64(lenBuf[:])
 	if n > maxHeader {
 		return nil, fmt.Errorf("header length %d exceeds the %d-byte limit: not a safetensors file or corrupt", n, maxHeader)
 	}
-	if uint64(len(b)-8) < n {
-		return nil, fmt.Errorf("header length %d but only %d bytes follow: truncated", n, len(b)-8)
+	if uint64(size-8) < n {
+		return nil, fmt.Errorf("header length %d but only %d bytes follow: truncated", n, size-8)
 	}
-	hdr := b[8 : 8+n]
+	hdr := make([]byte, n)
+	if _, err := r.ReadAt(hdr, 8); err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	f := &File{dataOff: 8 + int64(n)}
+	if err := f.parseHeader(hdr, size-8-int64(n)); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Parse validates a whole safetensors file held in memory.
+func Parse(b []byte) (*File, error) {
+	f, err := readHeader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	f.data = b[f.dataOff:]
+	return f, nil
+}
+
+// parseHeader fills f's tensors and metadata from the header JSON, checking
+// every tensor against the dataLen bytes that follow it.
+func (f *File) parseHeader(hdr []byte, dataLen int64) error {
 	var raw map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(hdr))
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("header JSON: %w", err)
+		return fmt.Errorf("header JSON: %w", err)
 	}
-	f := &File{Tensors: map[string]TensorInfo{}, data: b[8+n:]}
+	f.Tensors = map[string]TensorInfo{}
 	type span struct {
 		name       string
 		start, end int64
@@ -120,27 +161,27 @@ func Parse(b []byte) (*File, error) {
 	for name, msg := range raw {
 		if name == "__metadata__" {
 			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
-				return nil, fmt.Errorf("header __metadata__ must map strings to strings: %w", err)
+				return fmt.Errorf("header __metadata__ must map strings to strings: %w", err)
 			}
 			continue
 		}
 		var ti TensorInfo
 		if err := json.Unmarshal(msg, &ti); err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", name, err)
+			return fmt.Errorf("tensor %q: %w", name, err)
 		}
 		ti.Name = name
 		if ti.DType.Size() == 0 {
-			return nil, fmt.Errorf("tensor %q: unsupported dtype %q", name, ti.DType)
+			return fmt.Errorf("tensor %q: unsupported dtype %q", name, ti.DType)
 		}
 		start, end := ti.DataOffsets[0], ti.DataOffsets[1]
-		if start < 0 || end < start || end > int64(len(f.data)) {
-			return nil, fmt.Errorf("tensor %q: data_offsets [%d, %d] outside the %d data bytes: truncated or corrupt", name, start, end, len(f.data))
+		if start < 0 || end < start || end > dataLen {
+			return fmt.Errorf("tensor %q: data_offsets [%d, %d] outside the %d data bytes: truncated or corrupt", name, start, end, dataLen)
 		}
 		// Multiply with a bound so absurd shapes cannot overflow.
 		elems := int64(1)
 		for _, d := range ti.Shape {
 			if d < 0 {
-				return nil, fmt.Errorf("tensor %q: negative dimension in shape %v", name, ti.Shape)
+				return fmt.Errorf("tensor %q: negative dimension in shape %v", name, ti.Shape)
 			}
 			if d != 0 && elems > (end-start+1)/d {
 				elems = end - start + 1 // more elements than bytes: reported below
@@ -149,7 +190,7 @@ func Parse(b []byte) (*File, error) {
 			elems *= d
 		}
 		if elems > (end-start) || elems*int64(ti.DType.Size()) != end-start {
-			return nil, fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", name, ti.Shape, ti.DType, elems*int64(ti.DType.Size()), end-start)
+			return fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", name, ti.Shape, ti.DType, elems*int64(ti.DType.Size()), end-start)
 		}
 		f.Tensors[name] = ti
 		spans = append(spans, span{name, start, end})
@@ -157,10 +198,10 @@ func Parse(b []byte) (*File, error) {
 	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
 	for i := 1; i < len(spans); i++ {
 		if spans[i].start < spans[i-1].end {
-			return nil, fmt.Errorf("tensors %q and %q overlap", spans[i-1].name, spans[i].name)
+			return fmt.Errorf("tensors %q and %q overlap", spans[i-1].name, spans[i].name)
 		}
 	}
-	return f, nil
+	return nil
 }
 
 // Names lists the tensors in a stable order.
@@ -179,29 +220,78 @@ func (f *File) Float32(name string) ([]float32, []int64, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("safetensors %s: no tensor %q", f.Path, name)
 	}
-	raw := f.data[ti.DataOffsets[0]:ti.DataOffsets[1]]
-	out := make([]float32, ti.NumElements())
-	switch ti.DType {
-	case F32:
-		for i := range out {
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-		}
-	case BF16:
-		for i := range out {
-			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
-		}
-	case F16:
-		for i := range out {
-			out[i] = F16ToF32(binary.LittleEndian.Uint16(raw[2*i:]))
-		}
-	case F64:
-		for i := range out {
-			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
-		}
-	default:
+	if !ti.DType.IsFloat() {
 		return nil, nil, fmt.Errorf("safetensors %s: tensor %q has dtype %s, not a float type", f.Path, name, ti.DType)
 	}
+	out := make([]float32, ti.NumElements())
+	if err := f.Float32Into(name, out); err != nil {
+		return nil, nil, err
+	}
 	return out, append([]int64(nil), ti.Shape...), nil
+}
+
+// IsFloat reports whether the dtype converts to float32.
+func (d DType) IsFloat() bool { return d == F32 || d == BF16 || d == F16 || d == F64 }
+
+// Float32Into converts a tensor's values into dst, which must hold exactly
+// its elements; a file opened from disk is read a chunk at a time, so no
+// buffer beyond dst is as large as the tensor.
+func (f *File) Float32Into(name string, dst []float32) error {
+	ti, ok := f.Tensors[name]
+	if !ok {
+		return fmt.Errorf("safetensors %s: no tensor %q", f.Path, name)
+	}
+	if !ti.DType.IsFloat() {
+		return fmt.Errorf("safetensors %s: tensor %q has dtype %s, not a float type", f.Path, name, ti.DType)
+	}
+	if int64(len(dst)) != ti.NumElements() {
+		return fmt.Errorf("safetensors %s: tensor %q has %d elements, the destination %d", f.Path, name, ti.NumElements(), len(dst))
+	}
+	if f.data != nil {
+		convert(dst, f.data[ti.DataOffsets[0]:ti.DataOffsets[1]], ti.DType)
+		return nil
+	}
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return fmt.Errorf("safetensors %s: tensor %q: %w", f.Path, name, err)
+	}
+	defer fh.Close()
+	size := int64(ti.DType.Size())
+	const chunk = 1 << 20
+	buf := make([]byte, min(chunk, ti.DataOffsets[1]-ti.DataOffsets[0]))
+	done := int64(0) // elements converted
+	for off := ti.DataOffsets[0]; off < ti.DataOffsets[1]; {
+		n := min(int64(len(buf)), ti.DataOffsets[1]-off)
+		if _, err := fh.ReadAt(buf[:n], f.dataOff+off); err != nil {
+			return fmt.Errorf("safetensors %s: tensor %q: %w (truncated since it was opened?)", f.Path, name, err)
+		}
+		convert(dst[done:done+n/size], buf[:n], ti.DType)
+		done += n / size
+		off += n
+	}
+	return nil
+}
+
+// convert widens or narrows raw little-endian values of dtype into dst.
+func convert(dst []float32, raw []byte, dtype DType) {
+	switch dtype {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = F16ToF32(binary.LittleEndian.Uint16(raw[2*i:]))
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
+		}
+	}
 }
 
 // F16ToF32 widens an IEEE half-precision value.
@@ -244,29 +334,21 @@ type Tensor struct {
 	Data  []float32
 }
 
-// Write writes tensors to path atomically (temp file, then rename) in dtype
-// F32 or BF16, with optional string metadata.
+// Write writes tensors to path atomically (plugins/storage.Writer: the file
+// appears complete or not at all) in dtype F32 or BF16, with optional
+// string metadata.
 func Write(path string, tensors []Tensor, dtype DType, metadata map[string]string) error {
 	if dtype != F32 && dtype != BF16 {
 		return fmt.Errorf("write %s: dtype %s not supported (F32 or BF16)", path, dtype)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	err := storage.WriteAtomicFunc(context.Background(), path, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		if err := encode(bw, tensors, dtype, metadata); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := encode(tmp, tensors, dtype, metadata); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -358,7 +440,7 @@ type Model struct {
 func OpenModel(dir string) (*Model, error) {
 	m := &Model{files: map[string]*File{}, where: map[string]string{}, Dir: dir, DTypes: map[DType]int{}}
 	idxPath := filepath.Join(dir, IndexName)
-	if b, err := os.ReadFile(idxPath); err == nil {
+	if b, err := readBounded(idxPath, maxIndex); err == nil {
 		var idx Index
 		if err := json.Unmarshal(b, &idx); err != nil {
 			return nil, fmt.Errorf("read %s: %w", idxPath, err)
@@ -429,6 +511,37 @@ func (m *Model) Float32(name string) ([]float32, []int64, error) {
 	return m.files[shard].Float32(name)
 }
 
+// Float32Into converts a tensor of the model into dst (see File.Float32Into).
+func (m *Model) Float32Into(name string, dst []float32) error {
+	shard, ok := m.where[name]
+	if !ok {
+		return fmt.Errorf("model %s: no tensor %q", m.Dir, name)
+	}
+	return m.files[shard].Float32Into(name, dst)
+}
+
+// maxIndex bounds model.safetensors.index.json (a 400B-parameter model's is
+// well under 1 MiB).
+const maxIndex = 64 << 20
+
+// readBounded reads a file that must not be larger than limit, checking its
+// size before allocating.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d a file of its kind can be", path, st.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit+1))
+}
+
 // WriteModel writes tensors into dir as model.safetensors, or as shards of
 // at most maxShardBytes with an index when they do not fit in one (transformers
 // shards above 10 GB by default; 0 means never shard).
@@ -469,9 +582,8 @@ func WriteModel(dir string, tensors []Tensor, dtype DType, maxShardBytes int64, 
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+IndexName+".tmp")
-	if err := os.WriteFile(tmp, append(js, '\n'), 0o644); err != nil {
+	if err := storage.WriteAtomic(context.Background(), filepath.Join(dir, IndexName), append(js, '\n')); err != nil {
 		return fmt.Errorf("write %s: %w", IndexName, err)
 	}
-	return os.Rename(tmp, filepath.Join(dir, IndexName))
+	return nil
 }

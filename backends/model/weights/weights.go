@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -45,7 +46,7 @@ const ConfigName = "config.json"
 // fields.
 func ReadConfig(dir string) (llama.Config, error) {
 	p := filepath.Join(dir, ConfigName)
-	raw, err := os.ReadFile(p)
+	raw, err := readSmall(p, maxConfig)
 	if err != nil {
 		return llama.Config{}, fmt.Errorf("read model config: %w", err)
 	}
@@ -71,13 +72,23 @@ type Info struct {
 // backends/model/safetensors). Tensors the model does not need are refused too,
 // except rotary-embedding buffers and the lm_head of a tied model, so a
 // config that does not match its weights is caught here.
+//
+// Nothing is allocated from what config.json claims until it has been
+// checked: the config against the size limits (llama.Config.ParamCount) and
+// this machine's memory, then every tensor it implies against the
+// safetensors headers (name, shape, float dtype, byte count). A config that
+// claims more than its files hold is an error naming the first tensor that
+// does not match, not a crash.
 func LoadDir(dir string) (*llama.Params, Info, error) {
 	info := Info{Dir: dir}
 	cfg, err := ReadConfig(dir)
 	if err != nil {
 		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
 	}
-	p, err := llama.NewParams(cfg)
+	if err := CheckFits(cfg); err != nil {
+		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+	}
+	shapes, err := llama.Shapes(cfg)
 	if err != nil {
 		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
 	}
@@ -86,27 +97,93 @@ func LoadDir(dir string) (*llama.Params, Info, error) {
 		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
 	}
 	info.DTypes = sm.DTypes
-	for _, t := range p.Tensors() {
-		data, shape, err := sm.Float32(t.Name)
-		if err != nil {
-			return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+	need := map[string]bool{}
+	for _, t := range shapes {
+		need[t.Name] = true
+		ti, ok := sm.Info(t.Name)
+		if !ok {
+			return nil, info, fmt.Errorf("load model %s: config.json needs tensor %s %v, which the safetensors files do not hold (wrong config?)", dir, t.Name, t.Shape)
 		}
-		if !sameShape(shape, t.Shape) {
-			return nil, info, fmt.Errorf("load model %s: tensor %s has shape %v, config.json needs %v", dir, t.Name, shape, t.Shape)
+		if !sameShape(ti.Shape, t.Shape) {
+			return nil, info, fmt.Errorf("load model %s: tensor %s has shape %v, config.json needs %v", dir, t.Name, ti.Shape, t.Shape)
 		}
-		copy(t.Data, data)
+		if !ti.DType.IsFloat() {
+			return nil, info, fmt.Errorf("load model %s: tensor %s has dtype %s, not a float type", dir, t.Name, ti.DType)
+		}
 	}
 	for _, name := range sm.Names() {
-		if p.Tensor(name) != nil {
+		if need[name] {
 			continue
 		}
-		if strings.HasSuffix(name, "rotary_emb.inv_freq") || (name == "lm_head.weight" && p.Config.TieWordEmbeddings) {
+		if strings.HasSuffix(name, "rotary_emb.inv_freq") || (name == "lm_head.weight" && cfg.TieWordEmbeddings) {
 			info.Ignored = append(info.Ignored, name)
 			continue
 		}
-		return nil, info, fmt.Errorf("load model %s: the weights hold %s, which a %s model with this config.json does not have (wrong config or architecture?)", dir, name, p.Config.ModelType)
+		return nil, info, fmt.Errorf("load model %s: the weights hold %s, which a %s model with this config.json does not have (wrong config or architecture?)", dir, name, cfg.Normalized().ModelType)
+	}
+	// Everything matches what is on disk: now allocate and read.
+	p, err := llama.NewParams(cfg)
+	if err != nil {
+		return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+	}
+	for _, t := range p.Tensors() {
+		if err := sm.Float32Into(t.Name, t.Data); err != nil {
+			return nil, info, fmt.Errorf("load model %s: %w", dir, err)
+		}
 	}
 	return p, info, nil
+}
+
+// maxConfig bounds config.json (real ones are a few KiB).
+const maxConfig = 16 << 20
+
+// readSmall reads a file of at most limit bytes, checking its size before
+// allocating.
+func readSmall(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s is %d bytes; a file of its kind is at most %d", path, st.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit+1))
+}
+
+// CheckFits refuses a config beyond the size limits (llama.Config.ParamCount)
+// or whose float32 parameters alone need more memory than this machine has,
+// before anything is allocated for it.
+func CheckFits(cfg llama.Config) error {
+	n, err := cfg.ParamCount()
+	if err != nil {
+		return err
+	}
+	if total := memTotal(); total > 0 && uint64(n)*4 > total {
+		return fmt.Errorf("model config: %d parameters need %.1f GiB as float32, more than this machine's %.1f GiB of memory", n, float64(n)*4/(1<<30), float64(total)/(1<<30))
+	}
+	return nil
+}
+
+// memTotal is the machine's memory in bytes (Linux's MemTotal), 0 if unknown.
+func memTotal() uint64 {
+	raw, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb uint64
+			if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 func sameShape(a []int64, b []int) bool {
@@ -124,6 +201,9 @@ func sameShape(a []int64, b []int) bool {
 // Init returns parameters for a from-scratch run: transformers' Llama
 // initialisation, deterministic in seed (see llama.InitParams).
 func Init(cfg llama.Config, seed uint64) (*llama.Params, error) {
+	if err := CheckFits(cfg); err != nil {
+		return nil, fmt.Errorf("initialise model: %w", err)
+	}
 	p, err := llama.InitParams(cfg, seed)
 	if err != nil {
 		return nil, fmt.Errorf("initialise model: %w", err)

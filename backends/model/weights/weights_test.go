@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -272,5 +273,55 @@ func TestFindModelDirInATrainingOutput(t *testing.T) {
 	}
 	if _, err := FindModelDir(t.TempDir()); err == nil {
 		t.Error("an empty directory holds a model")
+	}
+}
+
+// TestHugeConfigNextToSmallWeightsIsRefusedBeforeAllocating reproduces
+// defect 3 of issue 16: config.json sizes were trusted before the weights
+// were read, so a config claiming huge sizes next to small safetensors
+// made loading panic (makeslice: len out of range) or run out of memory.
+func TestHugeConfigNextToSmallWeightsIsRefusedBeforeAllocating(t *testing.T) {
+	p, err := Init(tinyConfig(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WriteModelFiles(dir, p, ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, config, want string
+	}{
+		{"absurd width", `{"hidden_size": 1073741824, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 40}`, "hidden_size 1073741824 is beyond the limit"},
+		{"absurd depth", `{"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 1000000000000, "num_attention_heads": 4, "vocab_size": 40}`, "num_hidden_layers"},
+		{"overflowing product", `{"hidden_size": 16777216, "intermediate_size": 16777216, "num_hidden_layers": 4096, "num_attention_heads": 16384, "num_key_value_heads": 16384, "head_dim": 1024, "vocab_size": 16777216}`, "beyond the limit"},
+		{"a 70B model", `{"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256}`, ""},
+		{"a 170M model", `{"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 8, "num_attention_heads": 16, "vocab_size": 32000}`, "model.embed_tokens.weight has shape [40 32], config.json needs [32000 1024]"},
+	}
+	for _, c := range cases {
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(c.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var lerr error
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("%s: LoadDir panicked: %v", c.name, r)
+				}
+			}()
+			_, _, lerr = LoadDir(dir)
+		}()
+		runtime.ReadMemStats(&after)
+		if lerr == nil || !strings.Contains(lerr.Error(), c.want) {
+			t.Errorf("%s: LoadDir = %v, want an error containing %q", c.name, lerr, c.want)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+			t.Errorf("%s: %d MiB allocated before the config was refused", c.name, grew>>20)
+		}
+	}
+	if _, err := Init(llama.Config{HiddenSize: 1 << 30, IntermediateSize: 8, NumHiddenLayers: 1, NumAttentionHeads: 1, VocabSize: 8, MaxPositionEmbeddings: 8}, 1); err == nil {
+		t.Error("Init accepted an absurd config")
 	}
 }
