@@ -254,6 +254,11 @@ func readLease(ctx context.Context, outputPath string) (*Lease, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseLease(u, data)
+}
+
+// parseLease reads a lock file's content (see readLease).
+func parseLease(u string, data []byte) (*Lease, error) {
 	var l Lease
 	if err := json.Unmarshal(data, &l); err != nil || l.LeaseID == "" {
 		// A lock nobody can parse can never be heartbeaten by its writer
