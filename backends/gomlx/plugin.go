@@ -14,6 +14,7 @@ import (
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // PluginName is the built-in plugin's name (`marin plugin serve gomlx`).
@@ -220,21 +221,5 @@ func writeJSONL(path string, rows []generation) error {
 		}
 	}
 	w.Flush()
-	return writeFileAtomic(path, []byte(sb.String()))
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
+	return storage.WriteAtomic(context.Background(), path, []byte(sb.String()))
 }

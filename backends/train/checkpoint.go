@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/optim"
 	"github.com/marin-go/marin/backends/model/weights"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // File names inside a checkpoint directory (the layout is in doc.go).
@@ -91,19 +93,11 @@ func SaveCheckpoint(dir string, step int64, params *llama.Params, opt *optim.Sta
 			return fmt.Errorf("checkpoint %s: %w", dir, err)
 		}
 		if opt != nil {
-			f, err := os.Create(filepath.Join(tmp, OptimizerFile))
+			err := storage.WriteAtomicFunc(context.Background(), filepath.Join(tmp, OptimizerFile), func(w io.Writer) error {
+				_, err := opt.WriteTo(w)
+				return err
+			})
 			if err != nil {
-				return fmt.Errorf("checkpoint %s: %w", dir, err)
-			}
-			if _, err := opt.WriteTo(f); err != nil {
-				f.Close()
-				return fmt.Errorf("checkpoint %s: %w", dir, err)
-			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return fmt.Errorf("checkpoint %s: %w", dir, err)
-			}
-			if err := f.Close(); err != nil {
 				return fmt.Errorf("checkpoint %s: %w", dir, err)
 			}
 		}
@@ -117,7 +111,7 @@ func SaveCheckpoint(dir string, step int64, params *llama.Params, opt *optim.Sta
 		}
 		meta.Files = sums
 		raw, _ := json.MarshalIndent(meta, "", "  ")
-		return weights.WriteFile(filepath.Join(tmp, MetadataFile), append(raw, '\n'))
+		return storage.WriteAtomic(context.Background(), filepath.Join(tmp, MetadataFile), append(raw, '\n'))
 	})
 }
 

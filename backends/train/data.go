@@ -54,6 +54,12 @@ func OpenData(cfg *Config) (*Data, error) {
 		if err != nil {
 			return nil, fmt.Errorf("data component %s: %w", name, err)
 		}
+		// The manifest's checksums, once per shard (remembered by digest):
+		// bytes changed since tokenizing must not train silently.
+		if err := c.VerifyCached(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("data component %s: %w", name, err)
+		}
 		s := &source{name: name, cache: c, pack: packOf(c.Manifest().Format)}
 		s.packing, err = dataloader.Pack(c, cfg.MaxSeqLen, s.pack)
 		if err != nil {

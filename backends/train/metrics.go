@@ -3,10 +3,13 @@ package train
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // MetricsName is the metrics file in the step's output.
@@ -63,11 +66,7 @@ func openMetrics(path string, keep int64) (*metricsWriter, error) {
 		kept.WriteByte('\n')
 	}
 	if !bytes.Equal(kept.Bytes(), raw) {
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, kept.Bytes(), 0o644); err != nil {
-			return nil, fmt.Errorf("metrics %s: %w", path, err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		if err := storage.WriteAtomic(context.Background(), path, kept.Bytes()); err != nil {
 			return nil, fmt.Errorf("metrics %s: %w", path, err)
 		}
 	}

@@ -390,6 +390,11 @@ func contentType(key string) string {
 // and linkCreate, which List hides: they are not objects yet.
 var tempFile = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
 
+// IsTempName reports whether a file name is that of an in-flight write
+// (see Writer): what a crashed writer leaves behind on file://, safe to
+// remove once no writer runs.
+func IsTempName(name string) bool { return tempFile.MatchString(name) }
+
 // Exists reports whether an object exists at rawURL.
 func Exists(ctx context.Context, rawURL string) (bool, error) {
 	b, loc, err := open(ctx, rawURL)

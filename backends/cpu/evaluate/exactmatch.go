@@ -39,6 +39,7 @@ import (
 	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // ExactMatchOp is the op name.
@@ -221,11 +222,11 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 		pl.Write(b)
 		pl.WriteByte('\n')
 	}
-	if err := writeAtomic(filepath.Join(out, "predictions.jsonl"), []byte(pl.String())); err != nil {
+	if err := storage.WriteAtomic(ctx, filepath.Join(out, "predictions.jsonl"), []byte(pl.String())); err != nil {
 		return nil, err
 	}
 	rj, _ := json.MarshalIndent(res, "", "  ")
-	if err := writeAtomic(filepath.Join(out, "results.json"), append(rj, '\n')); err != nil {
+	if err := storage.WriteAtomic(ctx, filepath.Join(out, "results.json"), append(rj, '\n')); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -306,17 +307,6 @@ func readFile(path string, rows *[]convRow) error {
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("eval/exact_match: %s: %w", path, err)
-	}
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/safetensors"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // MaxShardBytes is where exports start sharding, as transformers'
@@ -108,7 +110,7 @@ func WriteModelFiles(dir string, p *llama.Params, o ExportOptions) error {
 	if err != nil {
 		return fmt.Errorf("write %s: config.json: %w", dir, err)
 	}
-	if err := writeFile(filepath.Join(dir, ConfigName), cj); err != nil {
+	if err := storage.WriteAtomic(context.Background(), filepath.Join(dir, ConfigName), cj); err != nil {
 		return err
 	}
 	ts := make([]safetensors.Tensor, 0, len(p.Tensors()))
@@ -141,14 +143,14 @@ func ExportHF(dir string, p *llama.Params, o ExportOptions) error {
 		if err != nil {
 			return fmt.Errorf("export %s: generation_config.json: %w", dir, err)
 		}
-		if err := writeFile(filepath.Join(tmp, "generation_config.json"), gc); err != nil {
+		if err := storage.WriteAtomic(context.Background(), filepath.Join(tmp, "generation_config.json"), gc); err != nil {
 			return err
 		}
 		if err := CopyTokenizerFiles(o.TokenizerDir, tmp); err != nil {
 			return fmt.Errorf("export %s: %w", dir, err)
 		}
 		for name, data := range o.Extra {
-			if err := writeFile(filepath.Join(tmp, name), data); err != nil {
+			if err := storage.WriteAtomic(context.Background(), filepath.Join(tmp, name), data); err != nil {
 				return err
 			}
 		}
@@ -180,43 +182,11 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
+	return storage.WriteAtomicFunc(context.Background(), dst, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
 		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	})
 }
-
-func writeFile(path string, data []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// WriteFile writes data to path and syncs it (inside a directory that
-// WriteDirAtomic renames into place later).
-func WriteFile(path string, data []byte) error { return writeFile(path, data) }
 
 // WriteDirAtomic creates dir by filling a temporary sibling directory with
 // fill and renaming it to dir. An existing dir is replaced (moved aside,

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 type doc struct {
@@ -237,15 +239,26 @@ func TestShardCommitIsAtomic(t *testing.T) {
 	if _, err := ReadShardInfo(dir, ShardName(0)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("uncommitted shard: %v", err)
 	}
-	entries, _ := filepath.Glob(filepath.Join(dir, "shards", "shard_*"))
-	if len(entries) != 0 {
-		t.Fatalf("files visible before commit: %v", entries)
+	// In flight, the files exist only under the storage layer's temporary
+	// names, which Clean removes after a crash.
+	entries, _ := filepath.Glob(filepath.Join(dir, "shards", "*"))
+	for _, e := range entries {
+		if !storage.IsTempName(filepath.Base(e)) {
+			t.Fatalf("file visible before commit: %s", e)
+		}
 	}
+	if len(entries) != 3 {
+		t.Fatalf("in-flight files %v, want the three arrays'", entries)
+	}
+	os.WriteFile(filepath.Join(dir, "shards", ".shard_00009.ids.tmp-123"), nil, 0o644) // an older writer's
 	if err := Clean(dir); err != nil {
 		t.Fatal(err)
 	}
-	if tmp, _ := filepath.Glob(filepath.Join(dir, "shards", ".*")); len(tmp) != 0 {
-		t.Fatalf("Clean left %v", tmp)
+	if left, _ := filepath.Glob(filepath.Join(dir, "shards", "*")); len(left) != 0 {
+		t.Fatalf("Clean left %v", left)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "shards", ".*")); len(left) != 0 {
+		t.Fatalf("Clean left %v", left)
 	}
 
 	w, err = NewShardWriter(dir, ShardName(0))

@@ -25,11 +25,14 @@
 package tokencache
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // Layout names the format in manifest.json; Version is bumped on any change
@@ -231,5 +234,5 @@ func WriteManifest(dir string, m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("write token cache manifest in %s: %w", dir, err)
 	}
-	return writeFileAtomic(filepath.Join(dir, ManifestName), append(raw, '\n'))
+	return storage.WriteAtomic(context.Background(), filepath.Join(dir, ManifestName), append(raw, '\n'))
 }

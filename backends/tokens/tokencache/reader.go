@@ -103,26 +103,34 @@ func checkOffsets(offsets []uint64, tokens int) error {
 // is below the tokenizer's vocabulary size.
 func (c *Cache) Verify() error {
 	for _, s := range c.shards {
-		for _, f := range s.Info.Files() {
-			if err := verifyFile(c.dir, f); err != nil {
-				return err
-			}
+		if err := c.verifyShard(s); err != nil {
+			return err
 		}
-		var trainable int64
-		for i, m := range s.mask {
-			if m > 1 {
-				return fmt.Errorf("token cache file %s: mask value %d at token %d (want 0 or 1)", filepath.Join(c.dir, s.Info.Mask.Path), m, i)
-			}
-			trainable += int64(m)
+	}
+	return nil
+}
+
+// verifyShard is Verify for one shard.
+func (c *Cache) verifyShard(s *Shard) error {
+	for _, f := range s.Info.Files() {
+		if err := verifyFile(c.dir, f); err != nil {
+			return err
 		}
-		if trainable != s.Info.Counts.TrainableTokens {
-			return fmt.Errorf("token cache shard %s: %d trainable tokens, the manifest says %d", s.Info.Name, trainable, s.Info.Counts.TrainableTokens)
+	}
+	var trainable int64
+	for i, m := range s.mask {
+		if m > 1 {
+			return fmt.Errorf("token cache file %s: mask value %d at token %d (want 0 or 1)", filepath.Join(c.dir, s.Info.Mask.Path), m, i)
 		}
-		if vs := c.m.Tokenizer.VocabSize; vs > 0 {
-			for i, id := range s.ids {
-				if int64(id) >= int64(vs) {
-					return fmt.Errorf("token cache file %s: id %d at token %d is outside the vocabulary (%d)", filepath.Join(c.dir, s.Info.IDs.Path), id, i, vs)
-				}
+		trainable += int64(m)
+	}
+	if trainable != s.Info.Counts.TrainableTokens {
+		return fmt.Errorf("token cache shard %s: %d trainable tokens, the manifest says %d", s.Info.Name, trainable, s.Info.Counts.TrainableTokens)
+	}
+	if vs := c.m.Tokenizer.VocabSize; vs > 0 {
+		for i, id := range s.ids {
+			if int64(id) >= int64(vs) {
+				return fmt.Errorf("token cache file %s: id %d at token %d is outside the vocabulary (%d)", filepath.Join(c.dir, s.Info.IDs.Path), id, i, vs)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package tokencache
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -12,26 +13,28 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/marin-go/marin/plugins/storage"
 )
 
-// dataFile is one array being written under a temporary name.
+// dataFile is one array being written atomically (plugins/storage.Writer).
 type dataFile struct {
 	final string // path once committed
 	rel   string // final path relative to the cache, slash-separated
-	f     *os.File
+	w     *storage.Writer
 	buf   *bufio.Writer
 	sum   hash.Hash
 	n     int64
 }
 
 func createData(dir, name, ext string) (*dataFile, error) {
-	shards := filepath.Join(dir, ShardsDir)
-	f, err := os.CreateTemp(shards, "."+name+"."+ext+".tmp-*")
+	final := filepath.Join(dir, ShardsDir, name+"."+ext)
+	w, err := storage.Create(context.Background(), final)
 	if err != nil {
 		return nil, fmt.Errorf("create token cache shard %s.%s: %w", name, ext, err)
 	}
-	d := &dataFile{final: filepath.Join(shards, name+"."+ext), rel: ShardsDir + "/" + name + "." + ext, f: f, sum: sha256.New()}
-	d.buf = bufio.NewWriterSize(io.MultiWriter(f, d.sum), 1<<20)
+	d := &dataFile{final: final, rel: ShardsDir + "/" + name + "." + ext, w: w, sum: sha256.New()}
+	d.buf = bufio.NewWriterSize(io.MultiWriter(w, d.sum), 1<<20)
 	return d, nil
 }
 
@@ -41,27 +44,19 @@ func (d *dataFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// finish flushes and syncs the temporary file and renames it into place.
+// finish flushes the file and commits it (synced, renamed into place).
 func (d *dataFile) finish() (FileInfo, error) {
 	if err := d.buf.Flush(); err != nil {
+		d.w.Abort()
 		return FileInfo{}, fmt.Errorf("write %s: %w", d.final, err)
 	}
-	if err := d.f.Sync(); err != nil {
-		return FileInfo{}, fmt.Errorf("sync %s: %w", d.final, err)
-	}
-	if err := d.f.Close(); err != nil {
-		return FileInfo{}, fmt.Errorf("close %s: %w", d.final, err)
-	}
-	if err := os.Rename(d.f.Name(), d.final); err != nil {
+	if err := d.w.Commit(); err != nil {
 		return FileInfo{}, fmt.Errorf("commit %s: %w", d.final, err)
 	}
 	return FileInfo{Path: d.rel, Bytes: d.n, SHA256: hex.EncodeToString(d.sum.Sum(nil))}, nil
 }
 
-func (d *dataFile) abort() {
-	d.f.Close()
-	os.Remove(d.f.Name())
-}
+func (d *dataFile) abort() { d.w.Abort() }
 
 // ShardWriter writes one shard. Append documents, then Commit; Abort (or a
 // crash) leaves no shard behind, only temporary files that the next writer
@@ -180,12 +175,11 @@ func (w *ShardWriter) Commit(info ShardInfo) (ShardInfo, error) {
 	if info.Offsets, err = w.offsets.finish(); err != nil {
 		return ShardInfo{}, err
 	}
-	syncDir(filepath.Join(w.dir, ShardsDir))
 	raw, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return ShardInfo{}, err
 	}
-	if err := writeFileAtomic(shardInfoPath(w.dir, w.name), append(raw, '\n')); err != nil {
+	if err := storage.WriteAtomic(context.Background(), shardInfoPath(w.dir, w.name), append(raw, '\n')); err != nil {
 		return ShardInfo{}, err
 	}
 	return info, nil
@@ -274,61 +268,28 @@ func verifyFile(dir string, fi FileInfo) error {
 	return nil
 }
 
-// Clean removes temporary files that crashed writers left in dir.
+// Clean removes temporary files that crashed writers left in dir: the
+// storage layer's in-flight files (NAME.<hex>.tmp) and those of older
+// writers (.NAME.tmp-*).
 func Clean(dir string) error {
-	var matches []string
 	for _, d := range []string{dir, filepath.Join(dir, ShardsDir)} {
-		m, err := filepath.Glob(filepath.Join(d, ".*.tmp-*"))
+		ents, err := os.ReadDir(d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		matches = append(matches, m...)
-	}
-	for _, m := range matches {
-		if err := os.Remove(m); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("remove stale temporary file: %w", err)
+		for _, e := range ents {
+			name := e.Name()
+			old, _ := filepath.Match(".*.tmp-*", name)
+			if e.IsDir() || !(old || storage.IsTempName(name)) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(d, name)); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("remove stale temporary file: %w", err)
+			}
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file and a
-// rename, so path holds either its old content or all of data.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	syncDir(dir)
-	return nil
-}
-
-// syncDir makes renames in dir durable where the system allows it.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
