@@ -55,10 +55,14 @@ func (p processID) sameMachine(l *Lease) bool {
 
 // holderGone reports whether the lease's holder is a process on this
 // machine that no longer runs (exited, killed, a zombie, or its pid now
-// belongs to a younger process).
+// belongs to a younger process), or this very process when it does not
+// hold that lease (one whose release failed).
 func (p processID) holderGone(l *Lease) bool {
 	if !p.sameMachine(l) {
 		return false
+	}
+	if l.PID == p.PID && l.Start == p.Start && p.PID == os.Getpid() {
+		return !holding(l.LeaseID)
 	}
 	if err := syscall.Kill(l.PID, 0); err == syscall.ESRCH {
 		return true
@@ -97,4 +101,12 @@ func procStat(pid int) (stat, bool) {
 		return stat{}, false
 	}
 	return stat{state: f[0][0], start: start}, true
+}
+
+// held are the lease ids this process holds now.
+var held sync.Map
+
+func holding(id string) bool {
+	_, ok := held.Load(id)
+	return ok
 }

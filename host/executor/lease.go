@@ -54,13 +54,16 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 		if err != nil {
 			return nil, nil, err
 		}
+		held.Store(l.LeaseID, true) // before it can be seen
 		created, err := storage.CreateIfNotExist(ctx, lockURL, data)
 		if err != nil {
+			held.Delete(l.LeaseID)
 			return nil, nil, fmt.Errorf("take lease %s: %w", lockURL, err)
 		}
 		if created {
 			return &l, nil, nil
 		}
+		held.Delete(l.LeaseID)
 		cur, err := readLease(ctx, outputPath)
 		why := "lease file is unreadable"
 		switch {
@@ -90,7 +93,9 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 		if data, err = json.Marshal(l); err != nil {
 			return nil, nil, err
 		}
+		held.Store(l.LeaseID, true)
 		if err := storage.WriteAtomic(ctx, lockURL, data); err != nil {
+			held.Delete(l.LeaseID)
 			return nil, nil, fmt.Errorf("take over lease %s: %w", lockURL, err)
 		}
 		// Read back: a taker whose steal marker went stale under it (it
@@ -98,9 +103,11 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 		// last writer holds the lease and everyone else backs off.
 		back, err := readLease(ctx, outputPath)
 		if err != nil {
+			held.Delete(l.LeaseID)
 			return nil, nil, fmt.Errorf("read back lease %s: %w", lockURL, err)
 		}
 		if back.LeaseID != l.LeaseID {
+			held.Delete(l.LeaseID)
 			return nil, back, nil
 		}
 		return &l, nil, nil
@@ -225,7 +232,11 @@ func (e *executor) holds(ctx context.Context, outputPath string, mine Lease) (bo
 
 // release gives the lease up: steal markers first, then the lock, and only
 // while the lock is still ours, so a lost lease never deletes its taker's.
+// Whatever happens, this process no longer counts itself the holder: a lock
+// left behind by a failed delete is taken over at once by the next taker on
+// this machine.
 func (e *executor) release(ctx context.Context, outputPath string, mine Lease) error {
+	defer held.Delete(mine.LeaseID)
 	ok, err := e.holds(ctx, outputPath, mine)
 	if err != nil {
 		return fmt.Errorf("release lease of %s: %w", outputPath, err)

@@ -26,7 +26,7 @@ func writeRaw(t *testing.T, out, name string, data []byte) {
 }
 
 // logTo returns a logger writing JSON into buf.
-func logTo(buf *bytes.Buffer) zerolog.Logger { return zerolog.New(buf) }
+func logTo(buf *bytes.Buffer) zerolog.Logger { return zerolog.New(zerolog.SyncWriter(buf)) }
 
 // TestTornStatusLineIsIgnored reproduces defect 1 of issue 16 from the
 // reader's side: a status file cut off in its last line (what a full disk
@@ -173,10 +173,12 @@ func TestHolderGone(t *testing.T) {
 		t.Skip("no /proc on this system: only stale leases are taken over")
 	}
 	mk := func(mod func(l *Lease)) *Lease {
-		l := &Lease{Host: self.Host, PID: self.PID, Boot: self.Boot, PIDNS: self.PIDNS, Start: self.Start}
+		l := &Lease{LeaseID: "mine", Host: self.Host, PID: self.PID, Boot: self.Boot, PIDNS: self.PIDNS, Start: self.Start}
 		mod(l)
 		return l
 	}
+	held.Store("mine", true)
+	defer held.Delete("mine")
 	// A pid that is surely unused: beyond the kernel's maximum.
 	pidMax := 1 << 22
 	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
@@ -190,7 +192,9 @@ func TestHolderGone(t *testing.T) {
 		l    *Lease
 		gone bool
 	}{
-		{"this process", mk(func(*Lease) {}), false},
+		{"this process, holding it", mk(func(*Lease) {}), false},
+		{"this process, not holding it (a failed release)", mk(func(l *Lease) { l.LeaseID = "released" }), true},
+		{"the parent process", mk(func(l *Lease) { l.PID, l.Start = os.Getppid(), 0 }), false},
 		{"no such pid", mk(func(l *Lease) { l.PID = pidMax + 1 }), true},
 		{"pid reused by a younger process", mk(func(l *Lease) { l.Start-- }), true},
 		{"another machine", mk(func(l *Lease) { l.PID = pidMax + 1; l.Host = "elsewhere" }), false},
