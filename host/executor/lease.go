@@ -235,8 +235,35 @@ func (e *executor) holds(ctx context.Context, outputPath string, mine Lease) (bo
 // Whatever happens, this process no longer counts itself the holder: a lock
 // left behind by a failed delete is taken over at once by the next taker on
 // this machine.
+//
+// A failed attempt (a timeout on an object store) is retried a few times: a
+// lock left behind on a step that succeeded would stay there, since nobody
+// takes over a finished step's lease.
 func (e *executor) release(ctx context.Context, outputPath string, mine Lease) error {
 	defer held.Delete(mine.LeaseID)
+	var err error
+	for attempt := 0; attempt < releaseAttempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(attempt) * releaseBackoff):
+			}
+		}
+		if err = e.releaseOnce(ctx, outputPath, mine); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// Retries of release (variables for tests).
+var (
+	releaseAttempts = 3
+	releaseBackoff  = 200 * time.Millisecond
+)
+
+func (e *executor) releaseOnce(ctx context.Context, outputPath string, mine Lease) error {
 	ok, err := e.holds(ctx, outputPath, mine)
 	if err != nil {
 		return fmt.Errorf("release lease of %s: %w", outputPath, err)

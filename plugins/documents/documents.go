@@ -44,7 +44,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
-	"gocloud.dev/blob"
 
 	"github.com/marin-go/marin/plugins/storage"
 )
@@ -402,39 +401,32 @@ func (w *Writer) worker() {
 	}
 }
 
-// writeShard gzips data into the object at url, atomically.
+// writeShard gzips data into the object at url, atomically
+// (storage.Writer: a failed write leaves no shard, or the previous one).
 func writeShard(ctx context.Context, url string, data []byte, level int) (int64, error) {
-	b, key, err := storage.Open(ctx, url)
+	sw, err := storage.Create(ctx, url)
 	if err != nil {
 		return 0, fmt.Errorf("write shard %s: %w", url, err)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	bw, err := b.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/gzip", BufferSize: 8 << 20})
-	if err != nil {
-		return 0, fmt.Errorf("write shard %s: %w", url, err)
-	}
-	cw := &countWriter{w: bw}
+	cw := &countWriter{w: sw}
 	// Whole megabytes per write: flate emits small blocks, and a syscall per
 	// block costs more than the compression on local disks.
 	bufw := bufio.NewWriterSize(cw, 1<<20)
 	zw, err := gzip.NewWriterLevel(bufw, level)
+	if err == nil {
+		_, err = zw.Write(data)
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = bufw.Flush()
+	}
 	if err != nil {
-		cancel()
-		_ = bw.Close()
+		sw.Abort()
 		return 0, fmt.Errorf("write shard %s: %w", url, err)
 	}
-	if _, err := zw.Write(data); err == nil {
-		if err = zw.Close(); err == nil {
-			err = bufw.Flush()
-		}
-	}
-	if err != nil {
-		cancel() // abort: the object is not committed
-		_ = bw.Close()
-		return 0, fmt.Errorf("write shard %s: %w", url, err)
-	}
-	if err := bw.Close(); err != nil {
+	if err := sw.Commit(); err != nil {
 		return 0, fmt.Errorf("write shard %s: %w", url, err)
 	}
 	return cw.n, nil
