@@ -433,4 +433,3 @@ func TestFaultSweepFull(t *testing.T) {
 	}
 	t.Logf("swept %d fault points in %s", len(pts), time.Since(start).Round(time.Second))
 }
-
