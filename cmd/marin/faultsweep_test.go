@@ -380,9 +380,9 @@ func dropKeys(t *testing.T, rel string, raw []byte, keys ...string) []byte {
 	return out
 }
 
-// sample picks fault points spread over every operation kind and fault
+// samplePoints picks fault points spread over every operation kind and fault
 // kind: the first and last operation of each kind and a few between.
-func sample(points []faultblob.Fault, counts map[faultblob.Op]int64) []faultblob.Fault {
+func samplePoints(points []faultblob.Fault, counts map[faultblob.Op]int64) []faultblob.Fault {
 	var out []faultblob.Fault
 	for _, op := range faultblob.Ops {
 		n := counts[op]
@@ -410,7 +410,7 @@ func TestFaultSweepSample(t *testing.T) {
 	}
 	s := newSweep(t)
 	pts := s.points()
-	sel := sample(pts, s.counts)
+	sel := samplePoints(pts, s.counts)
 	t.Logf("fault-free run: %s, operations %v; %d fault points in all, checking %d", s.took.Round(time.Millisecond), s.counts, len(pts), len(sel))
 	for _, f := range sel {
 		s.check(t, f)
