@@ -1,8 +1,10 @@
 package cpu
 
 import (
+	"github.com/marin-go/marin/backends/cpu/evalengine"
 	"github.com/marin-go/marin/backends/cpu/evaluate"
 	"github.com/marin-go/marin/backends/cpu/kernels"
+	"github.com/marin-go/marin/backends/eval"
 	"github.com/marin-go/marin/backends/tokens/tokenize"
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -29,7 +31,8 @@ var Engine = train.EngineSpec{
 }
 
 // Plugin describes the cpu backend plugin and its ops: tokenize, train
-// (behind default_sft) on this engine, and eval/exact_match.
+// (behind default_sft) on this engine, eval/exact_match and eval/harness
+// (behind evaluate and default_sft_eval).
 func Plugin() *sdk.Plugin {
 	return &sdk.Plugin{
 		Name: Name, Kind: sdk.KindBackend, Version: Version,
@@ -37,6 +40,7 @@ func Plugin() *sdk.Plugin {
 			tokenize.OpName:       tokenize.Op(),
 			train.OpName:          train.Op(Engine),
 			evaluate.ExactMatchOp: evaluate.Op(),
+			eval.OpName:           eval.Op(Name, evalengine.New),
 		},
 	}
 }
