@@ -236,7 +236,7 @@ func scriptError(err error) error {
 // predeclared is the environment every script and module sees.
 func predeclared(name string) starlark.StringDict {
 	env := starlark.StringDict{"__name__": starlark.String(name)}
-	for _, add := range []func(starlark.StringDict){addExecutorBuiltins, addDataBuiltins, addSFTBuiltins} {
+	for _, add := range []func(starlark.StringDict){addExecutorBuiltins, addDataBuiltins, addSFTBuiltins, addEvalBuiltins} {
 		add(env)
 	}
 	return env

@@ -141,7 +141,9 @@ func fmtAny(v any) string {
 	return strings.TrimSpace(strings.ReplaceAll(strings.ReplaceAll(fmtV(v), "\n", "\\n"), "\t", " "))
 }
 
-func fmtV(v any) string { return strings.TrimSpace(strings.Join(strings.Fields(strings.ReplaceAll(sprint(v), ",", " ")), " ")) }
+func fmtV(v any) string {
+	return strings.TrimSpace(strings.Join(strings.Fields(strings.ReplaceAll(sprint(v), ",", " ")), " "))
+}
 
 func sprint(v any) string {
 	switch x := v.(type) {

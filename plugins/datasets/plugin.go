@@ -18,6 +18,9 @@
 // instruct_column_response, instruct_msg_response, orca (system prompt +
 // question + response), alpaca (instruction + input + output), dolly
 // (instruction + context + response).
+//
+// eval/docs fetches the documents of evaluation tasks (evaluate and
+// default_sft_eval in starlib; see evaldocs.go).
 package datasets
 
 import (
@@ -50,6 +53,7 @@ func Plugin() *sdk.Plugin {
 				Schema:      transformSchema(),
 				Run:         transform,
 			},
+			EvalDocsOp: {Description: "fetch evaluation tasks' documents (hub dataset at a pinned revision, or a data directory) as {task}/{split}.jsonl.gz", Run: evalDocs},
 		},
 	}
 }
