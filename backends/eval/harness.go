@@ -262,7 +262,7 @@ func (t *task) instances(doc map[string]any, o ContextOptions) ([]*instance, err
 	case evaltasks.GenerateUntil:
 		in := &instance{reqType: evaltasks.GenerateUntil, prompt: ctxs[0], shown: shown(ctxs[0]), maxGen: evaltasks.DefaultMaxGenToks}
 		if g := t.def.GenerationKwargs; g != nil {
-			in.until = g.Until
+			in.until = append([]string{}, g.Until...)
 			if g.MaxGenToks != nil {
 				in.maxGen = *g.MaxGenToks
 			}

@@ -87,7 +87,62 @@ type LM struct {
 	// Progress, when set, is told of finished requests.
 	Progress func(kind string, done, total int)
 
-	enc *chat.Encoder
+	enc       *chat.Encoder
+	turnEnds  []string
+	turnEndOK bool
+}
+
+// chatStops returns the control tokens that end an assistant turn in the
+// chat format (what the format writes right after the reply). Generation
+// with a chat template stops at them as well as at the tokenizer's EOS:
+// an instruction model ends its turn there (vLLM stops at the same tokens
+// through generation_config's eos_token_id list).
+func (lm *LM) chatStops() []string {
+	if lm.Format == nil || lm.turnEndOK {
+		return lm.turnEnds
+	}
+	lm.turnEndOK = true
+	out, err := lm.Format.Render(context.Background(), []chat.Conversation{{ID: "stops", Messages: []chat.Message{
+		{Role: "user", Content: "x"}, {Role: "assistant", Content: sentinel}}}})
+	if err != nil || len(out) != 1 || out[0].Skip != "" {
+		return nil
+	}
+	after := false
+	for _, s := range out[0].Segments {
+		if !after {
+			if s.Special == "" && strings.Contains(s.Text, sentinel) {
+				after = true
+				rest := s.Text[strings.Index(s.Text, sentinel)+len(sentinel):]
+				if s.Literal {
+					lm.turnEnds = append(lm.turnEnds, lm.specialsIn(rest)...)
+				}
+			}
+			continue
+		}
+		if s.Special != "" {
+			lm.turnEnds = append(lm.turnEnds, s.Special)
+		} else if s.Literal {
+			lm.turnEnds = append(lm.turnEnds, lm.specialsIn(s.Text)...)
+		}
+		if len(lm.turnEnds) > 0 {
+			break
+		}
+	}
+	return lm.turnEnds
+}
+
+// specialsIn lists the special-token strings in a literal text.
+func (lm *LM) specialsIn(s string) []string {
+	var out []string
+	for j := 0; j < len(s); {
+		if t, ok := lm.Vocab.SpecialAt(s, j); ok {
+			out = append(out, t.Content)
+			j += len(t.Content)
+			continue
+		}
+		j++
+	}
+	return out
 }
 
 func (lm *LM) maxLen() int {
@@ -534,6 +589,13 @@ func (lm *LM) GenerateUntil(ctx context.Context, reqs []GenRequest) ([]string, e
 		until := append([]string(nil), r.Until...)
 		if eosText != "" && !contains(until, eosText) {
 			until = append(until, eosText)
+		}
+		if r.Context.IsChat() {
+			for _, s := range lm.chatStops() {
+				if !contains(until, s) {
+					until = append(until, s)
+				}
+			}
 		}
 		items[i] = item{idx: i, prompt: ids, until: until, maxNew: maxNew}
 	}

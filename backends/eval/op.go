@@ -208,23 +208,25 @@ func nullIfEmpty(s string) any {
 func WriteOutput(ctx context.Context, out string, res *Output) error {
 	for _, task := range sortedTaskNames(res.Samples) {
 		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
 		for _, s := range res.Samples[task] {
-			line, err := json.Marshal(s)
-			if err != nil {
+			if err := enc.Encode(s); err != nil {
 				return fmt.Errorf("samples of %s: %w", task, err)
 			}
-			b.Write(line)
-			b.WriteByte('\n')
 		}
 		if err := storage.WriteAtomic(ctx, storage.Join(out, "samples_"+task+".jsonl"), b.Bytes()); err != nil {
 			return err
 		}
 	}
-	b, err := json.MarshalIndent(res.Results, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res.Results); err != nil {
 		return fmt.Errorf("results.json: %w", err)
 	}
-	return storage.WriteAtomic(ctx, storage.Join(out, ResultsFile), append(b, '\n'))
+	return storage.WriteAtomic(ctx, storage.Join(out, ResultsFile), b.Bytes())
 }
 
 // ResultsFile is the results file's name in an eval step's output.

@@ -130,6 +130,7 @@ Exit codes: 0 success, 1 a step failed, 2 usage, 3 script or graph error,
 		newTokenizerCmd(stdout, stderr),
 		newGenerateCmd(stdout, stderr), newChatCmd(stdout, stderr),
 		newRunStepCmd(stdout, stderr),
+		newResultsCmd(stdout, stderr),
 	)
 	return root
 }

@@ -55,10 +55,10 @@ type evalDocsManifest struct {
 }
 
 type evalDocsTaskInfo struct {
-	Dataset  string                        `json:"dataset,omitempty"`
-	Subset   string                        `json:"subset,omitempty"`
-	Revision string                        `json:"revision,omitempty"`
-	Commit   string                        `json:"commit,omitempty"`
+	Dataset  string                       `json:"dataset,omitempty"`
+	Subset   string                       `json:"subset,omitempty"`
+	Revision string                       `json:"revision,omitempty"`
+	Commit   string                       `json:"commit,omitempty"`
 	Splits   map[string]evalDocsSplitInfo `json:"splits"`
 }
 
