@@ -236,6 +236,14 @@ func prepareTask(ctx context.Context, def *evaltasks.Task, docsDir string, o Opt
 
 // instances is lm-eval's construct_requests.
 func (t *task) instances(doc map[string]any, o ContextOptions) ([]*instance, error) {
+	if t.def.OutputType == evaltasks.LoglikelihoodRolling {
+		// The document's target alone is scored; there is no prompt.
+		tgt, err := t.docTarget(doc)
+		if err != nil {
+			return nil, err
+		}
+		return []*instance{{reqType: evaltasks.LoglikelihoodRolling, text: fmt.Sprint(tgt)}}, nil
+	}
 	ctxs, err := t.contexts(doc, o)
 	if err != nil {
 		return nil, err
@@ -253,12 +261,6 @@ func (t *task) instances(doc map[string]any, o ContextOptions) ([]*instance, err
 			return nil, err
 		}
 		return []*instance{{reqType: evaltasks.Loglikelihood, prompt: ctxs[0], shown: shown(ctxs[0]), cont: fmt.Sprint(tgt)}}, nil
-	case evaltasks.LoglikelihoodRolling:
-		tgt, err := t.docTarget(doc)
-		if err != nil {
-			return nil, err
-		}
-		return []*instance{{reqType: evaltasks.LoglikelihoodRolling, text: fmt.Sprint(tgt)}}, nil
 	case evaltasks.GenerateUntil:
 		in := &instance{reqType: evaltasks.GenerateUntil, prompt: ctxs[0], shown: shown(ctxs[0]), maxGen: evaltasks.DefaultMaxGenToks}
 		if g := t.def.GenerationKwargs; g != nil {

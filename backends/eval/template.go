@@ -234,6 +234,8 @@ func render(t *jinja.Template, doc map[string]any) (string, error) {
 // text returns the field as a string (its column's value or its rendering).
 func (f *docField) text(doc map[string]any) (string, error) {
 	switch {
+	case !f.set:
+		return "", nil
 	case f.isInt:
 		return fmt.Sprint(f.n), nil
 	case f.isList:
@@ -251,6 +253,8 @@ func (f *docField) text(doc map[string]any) (string, error) {
 // looks like one.
 func (f *docField) textOrIndex(doc map[string]any, hasChoices, listOK bool) (any, error) {
 	switch {
+	case !f.set:
+		return "", nil
 	case f.isInt:
 		return f.n, nil
 	case f.isList:
