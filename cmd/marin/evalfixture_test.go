@@ -126,11 +126,11 @@ type boolqRow struct {
 }
 
 type humanevalRow struct {
-	TaskID           string `parquet:"task_id"`
-	Prompt           string `parquet:"prompt"`
+	TaskID            string `parquet:"task_id"`
+	Prompt            string `parquet:"prompt"`
 	CanonicalSolution string `parquet:"canonical_solution"`
-	Test             string `parquet:"test"`
-	EntryPoint       string `parquet:"entry_point"`
+	Test              string `parquet:"test"`
+	EntryPoint        string `parquet:"entry_point"`
 }
 
 type wikitextRow struct {
