@@ -136,6 +136,7 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("fine-tuning took held-out accuracy from %.2f to %.2f; want a rise of at least 0.25", before.Accuracy, after.Accuracy)
 	}
 	mustContain(t, r.stdout+r.stderr, "exact match")
+	checkQuickstartResults(t, repo, script, prefix)
 	sft := one(t, filepath.Join(prefix, "checkpoints", "quickstart_sft-*"))
 	for _, f := range []string{"metrics.jsonl", "hf/step-400/config.json", "hf/step-400/model.safetensors", "hf/step-400/tokenizer.json",
 		"hf/step-400/generation_config.json", "hf/step-400/marin.json", "checkpoints/step-400/metadata.json"} {
@@ -216,4 +217,46 @@ func TestQuickstart(t *testing.T) {
 			t.Errorf("after the kill and rerun %d correct, uninterrupted %d", a2.Correct, after.Correct)
 		}
 	})
+}
+
+// checkQuickstartResults reads the quickstart's evaluate() steps through
+// `marin results`: fine-tuning must lift the held-out answers' accuracy and
+// exact match and lower their perplexity, and the text table must show
+// both models.
+func checkQuickstartResults(t *testing.T, repo, script, prefix string) {
+	t.Helper()
+	r := marin(t, repo, nil, "results", script, "--prefix", prefix, "--json")
+	if r.code != 0 {
+		t.Fatalf("marin results: exit %d: %s", r.code, r.stderr)
+	}
+	var tbl resultsTable
+	if err := json.Unmarshal([]byte(r.stdout), &tbl); err != nil {
+		t.Fatalf("marin results --json: %v\n%s", err, r.stdout)
+	}
+	if len(tbl.Missing) > 0 {
+		t.Errorf("steps without results: %v", tbl.Missing)
+	}
+	got := map[string]map[string]float64{}
+	for _, row := range tbl.Results {
+		k := row.Task + " " + row.Metric
+		got[k] = map[string]float64{}
+		for m, v := range row.Values {
+			got[k][m] = v.Value
+		}
+	}
+	for _, k := range []string{"quickstart_heldout_answer acc", "quickstart_heldout_generate exact_match"} {
+		b, a := got[k]["quickstart_pretrain"], got[k]["quickstart_sft"]
+		t.Logf("%s: %.3f before fine-tuning, %.3f after", k, b, a)
+		if a < b+0.25 {
+			t.Errorf("%s: %.3f before fine-tuning, %.3f after; want a rise of at least 0.25", k, b, a)
+		}
+	}
+	if p := got["quickstart_heldout_answer perplexity"]; !(p["quickstart_sft"] < p["quickstart_pretrain"]) {
+		t.Errorf("held-out answer perplexity %v did not fall", p)
+	}
+	txt := marin(t, repo, nil, "results", script, "--prefix", prefix)
+	if txt.code != 0 {
+		t.Fatalf("marin results: exit %d: %s", txt.code, txt.stderr)
+	}
+	mustContain(t, txt.stdout, "quickstart_pretrain", "quickstart_sft", "quickstart_heldout_generate", "exact_match")
 }
