@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/marin-go/marin/backends/model/sample"
+	"github.com/marin-go/marin/backends/eval"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/schema"
@@ -44,6 +45,7 @@ func Plugin() *sdk.Plugin {
 				Schema:      schema.MustFromStruct(generateConfig{}),
 				Run:         runGenerate,
 			},
+			PluginName + "/" + eval.OpName: eval.Op(PluginName, NewEvalEngine),
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/marin-go/marin/backends/eval"
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/weights"
+	"github.com/marin-go/marin/host/executor"
 	"github.com/marin-go/marin/host/graph"
 	"github.com/marin-go/marin/plugins/evaltasks"
 	"github.com/marin-go/marin/plugins/hfhub/hubtest"
@@ -50,7 +52,7 @@ func runPlanInProcess(t *testing.T, plan *graph.Plan) {
 		}
 	}
 	for _, n := range plan.Steps {
-		op, ok := ops[n.Step.Op]
+		op, ok := ops[executor.DispatchOp(n.Step.Op, n.Step.Backend, "", "cpu")]
 		if !ok {
 			t.Fatalf("%s: no built-in op %s", n.Step.Name, n.Step.Op)
 		}
@@ -132,7 +134,21 @@ wikitext = EvalTask(
 plain = evaluate(model = MODEL, tasks = [`+strings.Join(names, ", ")+`, wikitext], limit = 2, name = "tiny")
 chat = evaluate(model = MODEL, tasks = ["mmlu_anatomy", "gsm8k_cot"], limit = 1, apply_chat_template = True, name = "tiny_chat")
 code = evaluate(model = MODEL, tasks = ["humaneval"], code_sandbox = ["/usr/bin/python3"], name = "tiny_code")
-executor_main(plain, chat, code)
+short_gen = EvalTask(
+    task = "lambada_short_gen",
+    dataset_path = "EleutherAI/lambada_openai",
+    revision = "900124bf3b8235c6daf21033af9948b3f07346c4",
+    data_files = {"test": ["data/lambada_test.jsonl"]},
+    test_split = "test",
+    output_type = "generate_until",
+    doc_to_text = "{{text.split(' ')[:-1]|join(' ')}}",
+    doc_to_target = "{{' '+text.split(' ')[-1]}}",
+    generation_kwargs = {"until": ["."], "max_gen_toks": 6},
+)
+gomlx = evaluate(model = MODEL, tasks = ["arc_easy", "lambada_openai", short_gen, wikitext], limit = 2, name = "tiny_gomlx",
+                 resources = ResourceConfig(backend = "gomlx"))
+cpu_gen = evaluate(model = MODEL, tasks = [short_gen], limit = 2, name = "tiny")
+executor_main(plain, chat, code, gomlx, cpu_gen)
 `)
 	res, err := starlib.ExecFile(script, nil)
 	if err != nil {
@@ -246,6 +262,30 @@ executor_main(plain, chat, code)
 			args := samples[0]["arguments"].([]any)[0].([]any)
 			if p := args[0].(string); !strings.Contains(p, "<|user|>") || !strings.HasSuffix(p, "<|assistant|>") {
 				t.Errorf("chat prompt %q is not rendered with the tokenizer's chat template", p)
+			}
+		}
+	}
+	// The gomlx engine's numbers are the cpu engine's.
+	byModel := map[string]*eval.Results{}
+	for _, n := range plan.Steps {
+		if n.Step.Op == eval.OpName {
+			r, err := eval.ReadResults(context.Background(), n.OutputPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byModel[n.Config["model_name"].(string)+"/"+n.Config["suite"].(map[string]any)["name"].(string)] = r
+		}
+	}
+	for _, task := range []string{"arc_easy", "lambada_openai", "lambada_short_gen", "wikitext_rolling"} {
+		cpuR, gR := byModel["tiny/"+task], byModel["tiny_gomlx/"+task]
+		if cpuR == nil || gR == nil {
+			t.Fatalf("%s: missing results (cpu %v, gomlx %v)", task, cpuR != nil, gR != nil)
+		}
+		for k, v := range cpuR.Results[task] {
+			a, ok1 := v.(float64)
+			b, ok2 := gR.Results[task][k].(float64)
+			if ok1 != ok2 || (ok1 && math.Abs(a-b) > 1e-4*math.Max(1, math.Abs(a))) {
+				t.Errorf("%s %s: cpu %v gomlx %v", task, k, v, gR.Results[task][k])
 			}
 		}
 	}
