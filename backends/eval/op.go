@@ -12,6 +12,7 @@ import (
 
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/plugins/evaltasks"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/storage"
 )
@@ -26,36 +27,61 @@ type EngineFactory func(params *llama.Params, resources json.RawMessage) (Engine
 
 // Config is the op's config (what starlib's evaluate writes).
 type Config struct {
-	// Model is a training step's output, an hf/ export, a checkpoint
-	// directory or a hub id.
-	Model string `json:"model"`
-	// ModelName labels the model in results (and `marin results`).
-	ModelName string `json:"model_name,omitempty"`
-	// Tokenizer, when the tokenizer files are not beside the model.
-	Tokenizer string `json:"tokenizer,omitempty"`
-	// Suite is the task or group to run, definitions included.
-	Suite evaltasks.Suite `json:"suite"`
-	// Docs is the eval/docs step's output holding the documents.
-	Docs               string          `json:"docs"`
-	Limit              float64         `json:"limit,omitempty"`
-	ApplyChatTemplate  bool            `json:"apply_chat_template,omitempty"`
-	ChatFormat         json.RawMessage `json:"chat_format,omitempty"`
-	SystemInstruction  string          `json:"system_instruction,omitempty"`
-	FewshotAsMultiturn bool            `json:"fewshot_as_multiturn,omitempty"`
-	FewshotSeed        *int            `json:"fewshot_seed,omitempty"`
-	BootstrapIters     *int            `json:"bootstrap_iters,omitempty"`
-	MaxLength          int             `json:"max_length,omitempty"`
+	Model     string          `json:"model" schema:"required,nonempty" doc:"a training step's output, an hf/ export, a checkpoint directory or a hub id"`
+	ModelName string          `json:"model_name,omitempty" doc:"labels the model in results and marin results"`
+	Tokenizer string          `json:"tokenizer,omitempty" doc:"where the tokenizer files are, when not beside the model"`
+	Suite     evaltasks.Suite `json:"suite" schema:"required" doc:"the task or group to run, definitions included"`
+	Docs      string          `json:"docs" schema:"required,nonempty" doc:"the eval/docs step's output holding the documents"`
+	Limit     float64         `json:"limit,omitempty" schema:"min=0" doc:"documents per task: a count, or a fraction below 1; 0: all"`
+	// ApplyChatTemplate renders prompts with ChatFormat (default: the
+	// model's own, else its tokenizer's template).
+	ApplyChatTemplate  bool            `json:"apply_chat_template,omitempty" doc:"render prompts with the chat format"`
+	ChatFormat         json.RawMessage `json:"chat_format,omitempty" doc:"the ChatFormat object (default: the model's, else the tokenizer's template)"`
+	SystemInstruction  string          `json:"system_instruction,omitempty" doc:"prepended as the system message"`
+	FewshotAsMultiturn bool            `json:"fewshot_as_multiturn,omitempty" doc:"few-shot examples as separate chat turns"`
+	FewshotSeed        *int            `json:"fewshot_seed,omitempty" schema:"min=0" doc:"the default sampler's seed (lm-eval's 1234)"`
+	BootstrapIters     *int            `json:"bootstrap_iters,omitempty" schema:"min=0" doc:"bootstrap resamples for perplexity's standard error (lm-eval's 100000)"`
+	MaxLength          int             `json:"max_length,omitempty" schema:"min=0" doc:"positions per sequence, below the engine's"`
 	// BatchSize, CodeSandbox and Resources do not change results and are
 	// not hashed.
-	BatchSize   int             `json:"batch_size,omitempty"`
-	CodeSandbox []string        `json:"code_sandbox,omitempty"`
-	Resources   json.RawMessage `json:"resources,omitempty"`
+	BatchSize   int             `json:"batch_size,omitempty" schema:"min=0" doc:"requests sent to the engine at once"`
+	CodeSandbox []string        `json:"code_sandbox,omitempty" doc:"argv running one Python file (its last argument) in isolation, for tasks that run model-written code"`
+	Resources   json.RawMessage `json:"resources,omitempty" doc:"the ResourceConfig (which engine, devices)"`
+}
+
+// Schema is the op's config schema.
+var Schema = schema.MustFromStruct(Config{})
+
+// plan checks the task definitions while the host plans, so a bad
+// template or a code-executing task without a sandbox stops the run
+// before anything starts.
+func plan(_ context.Context, req *sdk.PlanRequest) (*sdk.PlanResult, error) {
+	res := &sdk.PlanResult{}
+	var c Config
+	if err := req.Decode(&c); err != nil {
+		return res, nil // the schema check reports malformed configs
+	}
+	if err := c.Suite.Validate(); err != nil {
+		res.Errorf("suite", "%v", err)
+		return res, nil
+	}
+	for _, t := range c.Suite.Tasks {
+		if _, err := newTaskTemplates(&t); err != nil {
+			res.Errorf("suite", "%v", err)
+		}
+	}
+	if u := c.Suite.UnsafeCode(); len(u) > 0 && len(c.CodeSandbox) == 0 {
+		res.Errorf("code_sandbox", "%s executes model-written code; give a code_sandbox command", strings.Join(u, ", "))
+	}
+	return res, nil
 }
 
 // Op is eval/harness on one engine, for that engine's plugin.
 func Op(backend string, factory EngineFactory) sdk.Op {
 	return sdk.Op{
 		Description: "evaluate a model on lm-evaluation-harness-style tasks (multiple_choice, loglikelihood, loglikelihood_rolling, generate_until); writes results.json and samples_{task}.jsonl",
+		Schema:      Schema,
+		Plan:        plan,
 		Run: func(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 			var c Config
 			if err := req.Decode(&c); err != nil {

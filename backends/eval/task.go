@@ -38,8 +38,40 @@ type ContextOptions struct {
 	FewshotSeed uint64
 }
 
+// newTaskTemplates compiles a task's templates (no documents).
+func newTaskTemplates(def *evaltasks.Task) (*task, error) {
+	t := &task{def: def}
+	return t, t.compile()
+}
+
 func newTask(def *evaltasks.Task, docs, fewshot []map[string]any, fewshotSameSplit bool, seed uint64) (*task, error) {
 	t := &task{def: def, docs: docs, fewshot: fewshot, fewshotSameSplit: fewshotSameSplit, rnd: pyrand.New(seed)}
+	if err := t.compile(); err != nil {
+		return nil, err
+	}
+	if fewshot == nil && def.FewshotConfig != nil && len(def.FewshotConfig.Samples) > 0 {
+		for _, s := range def.FewshotConfig.Samples {
+			t.fewshot = append(t.fewshot, normalizeValue(cloneMap(s)).(map[string]any))
+		}
+	}
+	if t.def.Shots() > 0 && len(t.fewshot) == 0 {
+		return nil, fmt.Errorf("task %s: num_fewshot %d but no few-shot documents", def.Task, def.Shots())
+	}
+	// lm-eval: multiple inputs when doc_to_text gives an int for a task
+	// with choices (winogrande: each choice is a context).
+	if len(docs) > 0 && t.choice.set {
+		v, err := t.docText(docs[0])
+		if err != nil {
+			return nil, err
+		}
+		_, t.multipleInput = v.(int)
+	}
+	return t, nil
+}
+
+// compile compiles the task's templates.
+func (t *task) compile() error {
+	def := t.def
 	var err error
 	compile := func(name string, v any) *docField {
 		if err != nil {
@@ -64,27 +96,7 @@ func newTask(def *evaltasks.Task, docs, fewshot []map[string]any, fewshotSameSpl
 	}
 	t.descr = compile("description", descr)
 	t.gen = compile("gen_prefix", gen)
-	if err != nil {
-		return nil, err
-	}
-	if fewshot == nil && def.FewshotConfig != nil && len(def.FewshotConfig.Samples) > 0 {
-		for _, s := range def.FewshotConfig.Samples {
-			t.fewshot = append(t.fewshot, normalizeValue(cloneMap(s)).(map[string]any))
-		}
-	}
-	if t.def.Shots() > 0 && len(t.fewshot) == 0 {
-		return nil, fmt.Errorf("task %s: num_fewshot %d but no few-shot documents", def.Task, def.Shots())
-	}
-	// lm-eval: multiple inputs when doc_to_text gives an int for a task
-	// with choices (winogrande: each choice is a context).
-	if len(docs) > 0 && t.choice.set {
-		v, err := t.docText(docs[0])
-		if err != nil {
-			return nil, err
-		}
-		_, t.multipleInput = v.(int)
-	}
-	return t, nil
+	return err
 }
 
 func cloneMap(m map[string]any) map[string]any {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/marin-go/marin/backends/eval"
 	"github.com/marin-go/marin/host/graph"
+	"github.com/marin-go/marin/host/validate"
 	"github.com/marin-go/marin/plugins/storage"
 )
 
@@ -40,7 +41,7 @@ type resultsTable struct {
 }
 
 func newResultsCmd(stdout, stderr io.Writer) *cobra.Command {
-	var prefix string
+	var prefix, logFormat, logLevel string
 	var asJSON, all bool
 	cmd := &cobra.Command{
 		Use:   "results SCRIPT.star",
@@ -55,7 +56,17 @@ error; steps that have not run show "-".
   marin results exp.star --all      subtasks and subgroups too (mmlu's subjects)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, plan, err := loadPlan(args[0], prefix)
+			log, _, err := newLogger(logFormat, logLevel, stderr)
+			if err != nil {
+				return err
+			}
+			m, err := newManager(log)
+			if err != nil {
+				return withCode(exitNoPlugin, err)
+			}
+			// The plan as a run makes it (pins included), so the paths are
+			// the ones the steps wrote.
+			_, plan, _, err := loadPlan(cmd.Context(), args[0], prefix, m, validate.Options{LogLevel: logLevel})
 			if err != nil {
 				return err
 			}
@@ -69,7 +80,9 @@ error; steps that have not run show "-".
 				enc.SetEscapeHTML(false)
 				return enc.Encode(tbl)
 			}
-			printResults(stdout, tbl)
+			if len(tbl.Results) > 0 {
+				printResults(stdout, tbl)
+			}
 			for _, m := range tbl.Missing {
 				fmt.Fprintf(stderr, "no results yet: %s\n", m)
 			}
@@ -79,6 +92,7 @@ error; steps that have not run show "-".
 	cmd.Flags().StringVar(&prefix, "prefix", "", "where outputs live (default $MARIN_PREFIX, else ./marin-output)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&all, "all", false, "include every subtask and subgroup")
+	bindLogFlags(cmd, &logFormat, &logLevel)
 	return cmd
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/marin-go/marin/plugins/hfhub"
+	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/storage"
 )
@@ -30,23 +31,28 @@ const EvalDocsOp = "eval/docs"
 
 // evalDocsConfig is eval/docs's config: the data of each task of a suite.
 type evalDocsConfig struct {
-	Tasks []evalDocsTask `json:"tasks"`
+	Tasks []evalDocsTask `json:"tasks" schema:"required,nonempty" doc:"each task's data"`
 }
 
 type evalDocsTask struct {
-	Task        string `json:"task"`
-	DatasetPath string `json:"dataset_path,omitempty"`
-	DatasetName string `json:"dataset_name,omitempty"`
-	Revision    string `json:"revision,omitempty"`
+	Task        string `json:"task" schema:"required,nonempty" doc:"the task's name: its documents go to {task}/{split}.jsonl.gz"`
+	DatasetPath string `json:"dataset_path,omitempty" doc:"the hub dataset (owner/name)"`
+	DatasetName string `json:"dataset_name,omitempty" doc:"the subset (Hugging Face config name)"`
+	Revision    string `json:"revision,omitempty" doc:"the commit (or branch, tag) to read"`
 	// DataFiles maps a split to globs (relative to the repo root or to
 	// Data); "{dataset_name}" stands for DatasetName. Without them a hub
 	// split is found by the Hugging Face layout rules and a Data
 	// directory is the first split.
-	DataFiles map[string][]string `json:"data_files,omitempty"`
+	DataFiles map[string][]string `json:"data_files,omitempty" doc:"split -> file globs"`
 	// Data is a directory or file URL (another step's output) instead of a
 	// hub dataset.
-	Data   string   `json:"data,omitempty"`
-	Splits []string `json:"splits"`
+	Data   string   `json:"data,omitempty" doc:"a directory or file of documents instead of a hub dataset"`
+	Splits []string `json:"splits" schema:"required,nonempty" doc:"the splits to fetch"`
+}
+
+// SchemaRules: every task names one source.
+func (evalDocsTask) SchemaRules() []schema.Rule {
+	return []schema.Rule{{Kind: schema.ExactlyOneOf, Paths: []string{"dataset_path", "data"}}}
 }
 
 // evalDocsManifest is docs.json (backends/eval reads it as DocsManifest).

@@ -53,7 +53,11 @@ func Plugin() *sdk.Plugin {
 				Schema:      transformSchema(),
 				Run:         transform,
 			},
-			EvalDocsOp: {Description: "fetch evaluation tasks' documents (hub dataset at a pinned revision, or a data directory) as {task}/{split}.jsonl.gz", Run: evalDocs},
+			EvalDocsOp: {
+				Description: "fetch evaluation tasks' documents (hub dataset at a pinned revision, or a data directory) as {task}/{split}.jsonl.gz",
+				Schema:      schema.MustFromStruct(evalDocsConfig{}),
+				Run:         evalDocs,
+			},
 		},
 	}
 }
