@@ -219,7 +219,7 @@ func (e *evalEngine) scoreRows(ctx context.Context, rows []scoreRow, out []eval.
 				bb, qq := dims[0], dims[1]
 				rowsIdx := Iota(g, shapes.Make(dtypes.Int32, bb, qq, 1), 0)
 				hq := Gather(h, Concatenate([]*Node{rowsIdx, Reshape(qp, bb, qq, 1)}, 2)) // [B, Q, D]
-				logits := mg.logits(hq)                                                     // [B, Q, V] float32
+				logits := mg.logits(hq)                                                   // [B, Q, V] float32
 				V := m.cfg.VocabSize
 				mx := ReduceAndKeep(logits, ReduceMax, -1)
 				lse := Add(Log(ReduceSum(Exp(Sub(logits, BroadcastToDims(mx, bb, qq, V))), -1)), Reshape(mx, bb, qq))
