@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -227,6 +228,66 @@ func evalDocs(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	}
 	r.Log("info", fmt.Sprintf("wrote %d documents of %d tasks", rows, len(man.Tasks)))
 	return storage.WriteAtomic(ctx, storage.Join(out, "docs.json"), append(b, '\n'))
+}
+
+// planEvalDocs pins, while the host plans, every hub revision that is not
+// a commit (a branch such as "main") to the commit it names now, so the
+// step's version (and every evaluation depending on it) holds the commit.
+func planEvalDocs(ctx context.Context, req *sdk.PlanRequest) (*sdk.PlanResult, error) {
+	res := &sdk.PlanResult{}
+	var cfg evalDocsConfig
+	if err := req.Decode(&cfg); err != nil {
+		return res, nil // the host reports the schema's issues
+	}
+	var client *hfhub.Client
+	changed := false
+	for _, t := range cfg.Tasks {
+		if t.Data != "" {
+			return res, nil // a step's output: its path is in the version
+		}
+	}
+	for i, t := range cfg.Tasks {
+		if t.DatasetPath == "" || isCommitID(t.Revision) {
+			continue
+		}
+		if client == nil {
+			var err error
+			if client, err = hfhub.New(); err != nil {
+				res.Errorf(fmt.Sprintf("tasks.%d.revision", i), "%v", err)
+				return res, nil
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		c, err := client.ResolveRevision(rctx, hfhub.Repo{Type: hfhub.Dataset, ID: t.DatasetPath}, t.Revision)
+		cancel()
+		if err != nil {
+			res.Errorf(fmt.Sprintf("tasks.%d.revision", i), "task %s: cannot pin %s at %q (%v); name a commit", t.Task, t.DatasetPath, t.Revision, err)
+			continue
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("%s: %s@%s is commit %s", t.Task, t.DatasetPath, t.Revision, c.SHA))
+		cfg.Tasks[i].Revision = c.SHA
+		changed = true
+	}
+	if changed && len(res.Diagnostics) == 0 {
+		raw, err := json.Marshal(cfg.Tasks)
+		if err != nil {
+			return nil, err
+		}
+		var tasks any
+		if err := json.Unmarshal(raw, &tasks); err != nil {
+			return nil, err
+		}
+		res.Set = map[string]any{"tasks": tasks}
+	}
+	return res, nil
+}
+
+func isCommitID(rev string) bool {
+	if len(rev) != 40 {
+		return false
+	}
+	_, err := hex.DecodeString(rev)
+	return err == nil && strings.ToLower(rev) == rev
 }
 
 func short(sha string) string {

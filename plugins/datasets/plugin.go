@@ -56,6 +56,7 @@ func Plugin() *sdk.Plugin {
 			EvalDocsOp: {
 				Description: "fetch evaluation tasks' documents (hub dataset at a pinned revision, or a data directory) as {task}/{split}.jsonl.gz",
 				Schema:      schema.MustFromStruct(evalDocsConfig{}),
+				Plan:        planEvalDocs,
 				Run:         evalDocs,
 			},
 		},
