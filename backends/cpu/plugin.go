@@ -1,10 +1,12 @@
 package cpu
 
 import (
-	"github.com/marin-go/marin/backends/cpu/evalengine"
+	"encoding/json"
+
 	"github.com/marin-go/marin/backends/cpu/evaluate"
 	"github.com/marin-go/marin/backends/cpu/kernels"
 	"github.com/marin-go/marin/backends/eval"
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/tokens/tokenize"
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -30,6 +32,10 @@ var Engine = train.EngineSpec{
 	},
 }
 
+// EvalEngine is the CPU engine for eval/harness: the backends/eval engine
+// over this engine's decoder.
+var EvalEngine = eval.DecoderEngine(func(json.RawMessage) (sample.DecoderFactory, error) { return NewDecoder, nil })
+
 // Plugin describes the cpu backend plugin and its ops: tokenize, train
 // (behind default_sft) on this engine, eval/exact_match and eval/harness
 // (behind evaluate and default_sft_eval).
@@ -40,7 +46,7 @@ func Plugin() *sdk.Plugin {
 			tokenize.OpName:       tokenize.Op(),
 			train.OpName:          train.Op(Engine),
 			evaluate.ExactMatchOp: evaluate.Op(),
-			eval.OpName:           eval.Op(Name, evalengine.New),
+			eval.OpName:           eval.Op(Name, EvalEngine),
 		},
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/plugins/evaltasks"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -20,10 +19,6 @@ import (
 // OpName is the op evaluate() and default_sft_eval() steps run; an engine
 // plugin other than the default serves it as "{backend}/eval/harness".
 const OpName = "eval/harness"
-
-// EngineFactory makes an engine for a model's parameters; resources is the
-// step's resources object (JSON, may be empty).
-type EngineFactory func(params *llama.Params, resources json.RawMessage) (Engine, error)
 
 // Config is the op's config (what starlib's evaluate writes).
 type Config struct {
@@ -108,14 +103,18 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter, backend stri
 	if err != nil {
 		return err
 	}
-	eng, err := factory(m.Params, c.Resources)
+	rows := c.BatchSize
+	if rows <= 0 {
+		rows = 16
+	}
+	eng, err := factory(m.Params, EngineOptions{Resources: c.Resources, Rows: rows, MaxLength: c.MaxLength})
 	if err != nil {
 		return err
 	}
 	if cl, ok := eng.(interface{ Close() error }); ok {
 		defer cl.Close()
 	}
-	lm := &LM{Engine: eng, Tok: m.Tok, Vocab: m.Vocab, BatchSize: c.BatchSize, MaxLength: c.MaxLength}
+	lm := &LM{Engine: eng, Tok: m.Tok, Vocab: m.Vocab, BatchSize: rows, MaxLength: c.MaxLength}
 	if c.ApplyChatTemplate {
 		if lm.Format, err = m.ChatFormat(c.ChatFormat); err != nil {
 			return err

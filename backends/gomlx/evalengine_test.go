@@ -6,15 +6,14 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/marin-go/marin/backends/cpu/evalengine"
+	"github.com/marin-go/marin/backends/cpu"
 	"github.com/marin-go/marin/backends/eval"
 	"github.com/marin-go/marin/backends/model/llama"
 )
 
-// TestEvalEngineMatchesCPU scores the same continuations on GoMLX's
-// pure-Go engine (one packed row per request, continuations sharing the
-// context) and on the cpu engine (KV cache), and generates greedily on
-// both: same numbers to float32 rounding, same tokens.
+// TestEvalEngineMatchesCPU scores the same continuations through this
+// engine's decoder (pure-Go engine) and the cpu engine's, and generates
+// greedily on both: same numbers to float32 rounding, same tokens.
 func TestEvalEngineMatchesCPU(t *testing.T) {
 	cfg := llama.Config{ModelType: "llama", VocabSize: 64, HiddenSize: 16, IntermediateSize: 32, NumHiddenLayers: 2,
 		NumAttentionHeads: 4, NumKeyValueHeads: 2, HiddenAct: "silu", RMSNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 128}
@@ -26,12 +25,12 @@ func TestEvalEngineMatchesCPU(t *testing.T) {
 			}
 		}
 	}
-	g, err := NewEvalEngine(p, nil)
+	g, err := EvalEngine(p, eval.EngineOptions{Rows: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.(*evalEngine).Close()
-	c, err := evalengine.New(p, nil)
+	defer g.(interface{ Close() error }).Close()
+	c, err := cpu.EvalEngine(p, eval.EngineOptions{Rows: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +69,7 @@ func TestEvalEngineMatchesCPU(t *testing.T) {
 			}
 		}
 	}
-	gen := []eval.GenerateRequest{{Prompt: tok(7), MaxNew: 5}, {Prompt: tok(3), MaxNew: 4, Stop: func(g []int32) bool { return len(g) == 2 }}}
+	gen := []eval.GenerateRequest{{Prompt: tok(7), MaxNew: 5}, {Prompt: tok(3), MaxNew: 4, Stop: func(g []int32) bool { return len(g) == 2 }}, {Prompt: tok(2), MaxNew: 3}}
 	gg, err := g.Generate(ctx, gen)
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/eval"
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/backends/train"
 	"github.com/marin-go/marin/plugins/schema"
@@ -45,10 +45,26 @@ func Plugin() *sdk.Plugin {
 				Schema:      schema.MustFromStruct(generateConfig{}),
 				Run:         runGenerate,
 			},
-			PluginName + "/" + eval.OpName: eval.Op(PluginName, NewEvalEngine),
+			PluginName + "/" + eval.OpName: eval.Op(PluginName, EvalEngine),
 		},
 	}
 }
+
+// EvalEngine is this engine for eval/harness: the backends/eval engine
+// over its decoder, on the engine the step's resources choose.
+var EvalEngine = eval.DecoderEngine(func(raw json.RawMessage) (sample.DecoderFactory, error) {
+	var r Resources
+	if len(raw) > 0 && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, fmt.Errorf("gomlx: resources: %w", err)
+		}
+	}
+	opts, err := r.Options()
+	if err != nil {
+		return nil, err
+	}
+	return DecoderFactory(opts), nil
+})
 
 // Resources is the part of a step's ResourceConfig the backend reads.
 type Resources struct {

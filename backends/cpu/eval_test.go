@@ -1,7 +1,8 @@
-package evalengine
+package cpu
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -62,33 +63,42 @@ func testRequests(vocab int) []eval.ScoreRequest {
 	return reqs
 }
 
-// TestCachedAndBatchedPathsAgree scores the same continuations through the
-// KV cache (sharing the context) and through the batched forward pass.
-func TestCachedAndBatchedPathsAgree(t *testing.T) {
+// evalEngine is the eval engine over the CPU decoder with rows rows.
+func evalEngine(t testing.TB, p *llama.Params, rows int) eval.Engine {
+	t.Helper()
+	e, err := EvalEngine(p, eval.EngineOptions{Rows: rows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestScoreRowsAgree scores the same requests one row at a time and four
+// rows at a time: a row's numbers do not depend on the others, and a
+// continuation scored on top of its context's cache equals scoring context
+// and continuation fed alone.
+func TestScoreRowsAgree(t *testing.T) {
 	p := tinyModel(t, 128)
-	e, err := New(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := e.(*Engine)
 	reqs := testRequests(300)
-	got, err := eng.Score(context.Background(), reqs)
+	one, err := evalEngine(t, p, 1).Score(context.Background(), reqs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every continuation again, alone, through the batched path.
+	four, err := evalEngine(t, p, 4).Score(context.Background(), reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := evalEngine(t, p, 1)
 	for i, rq := range reqs {
 		for j, c := range rq.Continuations {
-			single := []eval.ScoreRequest{{Context: rq.Context, Continuations: [][]int32{c}}}
-			res := make([]eval.ScoreResult, 1)
-			res[0].LogProbs = make([][]float64, 1)
-			res[0].Greedy = make([][]bool, 1)
-			if err := eng.scoreBatched(context.Background(), single, []longItem{{0, 0}}, res); err != nil {
+			alone, err := e.Score(context.Background(), []eval.ScoreRequest{{Context: rq.Context, Continuations: [][]int32{c}}})
+			if err != nil {
 				t.Fatal(err)
 			}
 			for k := range c {
-				if d := math.Abs(res[0].LogProbs[0][k] - got[i].LogProbs[j][k]); d > 1e-4 {
-					t.Errorf("request %d cont %d token %d: cached %.6f batched %.6f", i, j, k, got[i].LogProbs[j][k], res[0].LogProbs[0][k])
+				a, b, s := one[i].LogProbs[j][k], four[i].LogProbs[j][k], alone[0].LogProbs[0][k]
+				if math.Abs(a-b) > 1e-5 || math.Abs(a-s) > 1e-5 {
+					t.Errorf("request %d cont %d token %d: 1 row %.6f, 4 rows %.6f, alone %.6f", i, j, k, a, b, s)
 				}
 			}
 		}
@@ -97,7 +107,7 @@ func TestCachedAndBatchedPathsAgree(t *testing.T) {
 
 // TestLoglikelihoodsMatchPyTorch compares every continuation token's
 // log-probability and greedy flag with the PyTorch Llama in
-// testdata/torch_llama.py (Debian's python3-torch, run with
+// backends/eval/testdata/torch_llama.py (Debian's python3-torch, run with
 // /usr/bin/python3), to 1e-4.
 func TestLoglikelihoodsMatchPyTorch(t *testing.T) {
 	py := "/usr/bin/python3"
@@ -105,10 +115,7 @@ func TestLoglikelihoodsMatchPyTorch(t *testing.T) {
 		t.Skipf("skipped: PyTorch is not installed for %s (apt-get install python3-torch; .ci/run installs it): %v", py, err)
 	}
 	p := tinyModel(t, 128)
-	e, err := New(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := evalEngine(t, p, 4)
 	reqs := testRequests(300)
 	got, err := e.Score(context.Background(), reqs)
 	if err != nil {
@@ -135,7 +142,7 @@ func TestLoglikelihoodsMatchPyTorch(t *testing.T) {
 	if err := os.WriteFile(inPath, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, "testdata/torch_llama.py", inPath, outPath)
+	cmd := exec.Command(py, filepath.Join("..", "eval", "testdata", "torch_llama.py"), inPath, outPath)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("torch reference: %v\n%s", err, out)
 	}
@@ -178,10 +185,7 @@ func TestLoglikelihoodsMatchPyTorch(t *testing.T) {
 
 func TestGenerateIsGreedyAndStops(t *testing.T) {
 	p := tinyModel(t, 128)
-	e, err := New(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := evalEngine(t, p, 2)
 	prompt := []int32{5, 6, 7}
 	all, err := e.Generate(context.Background(), []eval.GenerateRequest{{Prompt: prompt, MaxNew: 6}})
 	if err != nil {
@@ -216,5 +220,21 @@ func TestGenerateIsGreedyAndStops(t *testing.T) {
 	}
 	if len(got[0]) != want {
 		t.Errorf("stopped after %d tokens, want %d", len(got[0]), want)
+	}
+	// Rows in lockstep: two requests generated together (one stopping
+	// early) give what each gives alone.
+	both, err := e.Generate(context.Background(), []eval.GenerateRequest{
+		{Prompt: prompt, MaxNew: 6, Stop: func(g []int32) bool { return g[len(g)-1] == stopAfter }},
+		{Prompt: []int32{9, 8}, MaxNew: 5},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := e.Generate(context.Background(), []eval.GenerateRequest{{Prompt: []int32{9, 8}, MaxNew: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(both[0]) != fmt.Sprint(got[0]) || fmt.Sprint(both[1]) != fmt.Sprint(alone[0]) {
+		t.Errorf("batched %v, alone %v %v", both, got[0], alone[0])
 	}
 }

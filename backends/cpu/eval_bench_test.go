@@ -1,4 +1,4 @@
-package evalengine
+package cpu
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // a larger small model (8 layers of width 512, 25M parameters), with the
 // quickstart's byte-level tokenizer:
 //
-//	go test ./backends/cpu/evalengine -run '^$' -bench . -benchtime 3x
+//	go test ./backends/cpu -run '^$' -bench 'Loglikelihood|Generate' -benchtime 3x
 //
 // Loglikelihood items are multiple-choice requests as lm-eval makes them:
 // a 5-shot-sized context (~400 tokens) and four 1–3 token continuations
@@ -44,11 +44,11 @@ func benchLM(b *testing.B, cfg llama.Config) *eval.LM {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := New(p, nil)
+	e, err := EvalEngine(p, eval.EngineOptions{Rows: 16})
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := filepath.Join("..", "..", "..", "experiments", "quickstart", "tokenizer")
+	dir := filepath.Join("..", "..", "experiments", "quickstart", "tokenizer")
 	tj, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
 		b.Fatal(err)
