@@ -2,8 +2,8 @@ package cpu
 
 import (
 	"context"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
