@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,46 @@ func TestTokenizerCmdHub(t *testing.T) {
 	}
 	if _, _, err := runTokenizerCmd(t, "", "info", "acme/missing"); err == nil {
 		t.Error("missing hub repo: no error")
+	}
+}
+
+// TestTokenizerCmdOrder: many small blocks on all cores come out in input
+// order, and an error names its line however far into the input it is.
+func TestTokenizerCmdOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := os.WriteFile(path, []byte(tinyTokenizer), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	words := []string{"hello", "world", "!", "token", "tok", "x"}
+	var in, want strings.Builder
+	ids := map[string]string{"hello": "3", "world": "4", "!": "5", "token": "6,7", "tok": "6", "x": "0"}
+	for i := 0; i < 3000; i++ {
+		w1, w2 := words[i%len(words)], words[(i/len(words))%len(words)]
+		fmt.Fprintf(&in, "{\"text\": %q}\n", w1+" "+w2)
+		fmt.Fprintf(&want, "{\"ids\":[%s,%s]}\n", ids[w1], ids[w2])
+	}
+	out, _, err := runTokenizerCmd(t, in.String(), "encode", "--tokenizer", path, "--no-special", "--batch", "7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != want.String() {
+		t.Fatalf("encode out of order or wrong:\n%.300s\nwant\n%.300s", out, want.String())
+	}
+	// Decode the ids back, in order.
+	dec, _, err := runTokenizerCmd(t, out, "decode", "--tokenizer", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSuffix(dec, "\n"), "\n"); len(lines) != 3000 || lines[0] != `{"text":"hello hello"}` || lines[7] != `{"text":"world world"}` {
+		t.Fatalf("decode: %d lines, first %q, eighth %q", len(lines), lines[0], lines[7])
+	}
+	bad := in.String() + "{\"text\": 5}\n" + in.String()
+	if _, _, err := runTokenizerCmd(t, bad, "encode", "--tokenizer", path, "--batch", "5"); err == nil || !strings.Contains(err.Error(), "stdin line 3001") {
+		t.Fatalf("bad line 3001: %v", err)
+	}
+	// No trailing newline, CRLF endings.
+	out, _, err = runTokenizerCmd(t, "{\"text\": \"hello\"}\r\n{\"text\": \"world\"}", "encode", "--tokenizer", path, "--no-special")
+	if err != nil || out != "{\"ids\":[3]}\n{\"ids\":[4]}\n" {
+		t.Fatalf("CRLF/no final newline: %q %v", out, err)
 	}
 }

@@ -640,7 +640,9 @@ func parseVocab(field string, raw json.RawMessage) (map[string]uint32, []string,
 	return vocab, vocabR, nil
 }
 
-func parseModel(field string, raw json.RawMessage) (*modelParts, error) {
+// parseModel builds the model; cached, when not nil, holds the vocabulary
+// and merges of this very file (see cache.go) and replaces their parsing.
+func parseModel(field string, raw json.RawMessage, cached *cachedModel) (*modelParts, error) {
 	if isNull(raw) {
 		return nil, fieldf(field, "missing")
 	}
@@ -683,8 +685,15 @@ func parseModel(field string, raw json.RawMessage) (*modelParts, error) {
 	if kind != "BPE" && kind != "WordPiece" && kind != "WordLevel" {
 		return nil, fieldf(field+".type", "unsupported model %q", kind)
 	}
-	vocab, vocabR, err := parseVocab(field+".vocab", c.Vocab)
-	if err != nil {
+	if cached != nil && (kind != "BPE" || cached.merges == nil) {
+		cached = nil
+	}
+	var vocab map[string]uint32
+	var vocabR []string
+	var err error
+	if cached != nil {
+		vocab, vocabR = cached.vocab, cached.vocabR
+	} else if vocab, vocabR, err = parseVocab(field+".vocab", c.Vocab); err != nil {
 		return nil, err
 	}
 	mp := &modelParts{kind: kind, vocab: vocab, vocabR: vocabR}
@@ -722,7 +731,9 @@ func parseModel(field string, raw json.RawMessage) (*modelParts, error) {
 		if c.Suffix != nil {
 			m.suffix = *c.Suffix
 		}
-		if m.merges, err = parseMerges(field+".merges", c.Merges, vocab, m.prefix); err != nil {
+		if cached != nil {
+			m.merges = cached.merges
+		} else if m.merges, err = parseMerges(field+".merges", c.Merges, vocab, m.prefix); err != nil {
 			return nil, err
 		}
 		m.finish()

@@ -77,20 +77,31 @@ func FromFile(path string) (*Tokenizer, error) {
 }
 
 // FromBytes parses the contents of a tokenizer.json file. Errors name the
-// JSON field at fault.
+// JSON field at fault. A large BPE model's parsed vocabulary and merges are
+// kept in a content-addressed cache (cache.go, $MARIN_TOKENIZER_CACHE), so
+// loading the same bytes again skips their parsing.
 func FromBytes(data []byte) (*Tokenizer, error) {
+	sum := sha256.Sum256(data)
+	cached := loadCachedModel(sum)
+	src := data
+	if cached != nil {
+		// The file without model.vocab and model.merges: the rest of it.
+		src = cached.stripped
+	}
 	var f fileJSON
-	if err := json.Unmarshal(data, &f); err != nil {
+	if err := json.Unmarshal(src, &f); err != nil {
 		if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
 			return nil, fmt.Errorf("%s: expected %s, got JSON %s", te.Field, te.Type, te.Value)
 		}
 		return nil, fmt.Errorf("parse tokenizer.json: %w", err)
 	}
-	sum := sha256.Sum256(data)
 	t := &Tokenizer{hash: hex.EncodeToString(sum[:])}
 	var err error
-	if t.model, err = parseModel("model", f.Model); err != nil {
+	if t.model, err = parseModel("model", f.Model, cached); err != nil {
 		return nil, err
+	}
+	if cached == nil && t.model.bpe != nil {
+		storeCachedModel(sum, data, &cachedModel{vocab: t.model.vocab, vocabR: t.model.vocabR, merges: t.model.bpe.merges})
 	}
 	if t.normalizer, err = parseNormalizer("normalizer", f.Normalizer); err != nil {
 		return nil, err
