@@ -1,7 +1,9 @@
 // bench.js times the oracle's encodeBatch (Hugging Face tokenizers, Rust,
 // all cores through rayon) on a JSON-lines file of documents and prints
-// {"mbps", "seconds", "bytes", "tokens"} as one JSON line. The Go benchmark
-// BenchmarkOracleComparison writes the documents and calls this.
+// {"mbps", "seconds", "bytes", "tokens"} as one JSON line. A line is a JSON
+// string or a {"text": ...} object (the input of marin tokenizer encode).
+// BenchmarkOracleComparison and cmd/marin's BenchmarkEncodeCommand write
+// the documents and call this.
 //
 //   node bench.js DOCS.jsonl TOKENIZER.json [batch]
 'use strict';
@@ -10,7 +12,8 @@ const { Tokenizer } = require('tokenizers');
 
 (async () => {
   const [docsFile, tokFile, batchArg] = process.argv.slice(2);
-  const docs = fs.readFileSync(docsFile, 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l));
+  const docs = fs.readFileSync(docsFile, 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l))
+    .map((d) => (typeof d === 'string' ? d : d.text));
   const batch = Number(batchArg || 1024);
   const tk = Tokenizer.fromFile(tokFile);
   const bytes = docs.reduce((n, d) => n + Buffer.byteLength(d, 'utf8'), 0);
