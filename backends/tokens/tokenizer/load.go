@@ -95,8 +95,9 @@ func (p *patternJSON) build(field string) (literal string, re *regexp2.Regexp, s
 	case p.String != nil:
 		return *p.String, nil, *p.String, nil
 	case p.Regex != nil:
-		// .NET mode: \s, \p{L}, \p{N} are Unicode-aware, as in Rust's regex.
-		re, err := regexp2.Compile(*p.Regex, regexp2.None)
+		// .NET mode: \s, \p{L}, \p{N} are Unicode-aware, as in the
+		// oracle's engine; hfRegex gives the categories its Unicode version.
+		re, err := regexp2.Compile(hfRegex(*p.Regex), regexp2.None)
 		if re != nil {
 			// A pathological pattern stops matching instead of hanging.
 			re.MatchTimeout = 10 * time.Second
@@ -211,6 +212,8 @@ func parseNormalizer(field string, raw json.RawMessage) (normalizer, error) {
 		return seq, nil
 	case "":
 		return nil, fieldf(field+".type", "missing")
+	case "Precompiled":
+		return nil, fieldf(field+".type", "unsupported normalizer %q (SentencePiece's compiled normalization map, used by T5, mT5, XLM-R and ALBERT files, is not implemented)", typ)
 	}
 	return nil, fieldf(field+".type", "unsupported normalizer %q", typ)
 }
@@ -680,7 +683,7 @@ func parseModel(field string, raw json.RawMessage, cached *cachedModel) (*modelP
 		}
 	}
 	if kind == "Unigram" {
-		return nil, fieldf(field+".type", "unsupported model %q", kind)
+		return nil, fieldf(field+".type", "unsupported model %q (SentencePiece Unigram, used by T5, mT5, XLM-R and ALBERT files, is not implemented)", kind)
 	}
 	if kind != "BPE" && kind != "WordPiece" && kind != "WordLevel" {
 		return nil, fieldf(field+".type", "unsupported model %q", kind)

@@ -12,6 +12,12 @@
 // words into ids; the post-processor adds BOS/EOS-style tokens. Decode runs
 // the decoder chain. EncodeBatch spreads a batch over all cores.
 //
+// Where the oracle's Unicode tables differ from Go's (older ones in its
+// normalizers and BERT classes, a newer one in its regex engine), this
+// package uses the oracle's, generated from it into unicode_hf.go by
+// oracle/unicode_tables.js; a differential fuzzer (oracle_fuzz_test.go)
+// compares generated text from every Unicode category and script with it.
+//
 // Speed comes from hand-written scanners for the split regexes of GPT-2,
 // Llama 3 and Qwen (any other regex runs on github.com/dlclark/regexp2),
 // byte-level BPE over raw bytes (no byte-to-char transform), a per-worker

@@ -18,6 +18,9 @@
 //   hfLetter, hfNumber, hfSpace  the regex classes \p{L}, \p{N}, \s as the
 //                oracle's regex engine (Oniguruma) matches them
 //   hfLower      char::to_lowercase where it differs from Go's (pairs)
+//   hfCat        per general category X: \p{X} as the oracle's regex engine
+//                matches it (the Go side keeps what Go's tables lack, for
+//                regexes run by regexp2)
 'use strict';
 const t = require('tokenizers');
 
@@ -39,6 +42,10 @@ const space = isolate('\\s');
 
 const sets = { hfPunct: [], hfMn: [], hfMark: [], hfControl: [], hfBertSpace: [], hfNormStale: [], hfLetter: [], hfNumber: [], hfSpace: [] };
 const lowerPairs = [];
+const cats = ['L', 'Lu', 'Ll', 'Lt', 'Lm', 'Lo', 'M', 'Mn', 'Mc', 'Me', 'N', 'Nd', 'Nl', 'No',
+  'P', 'Pc', 'Pd', 'Ps', 'Pe', 'Pi', 'Pf', 'Po', 'S', 'Sm', 'Sc', 'Sk', 'So', 'Z', 'Zs', 'Zl', 'Zp'];
+const catPT = cats.map((c) => isolate('\\p{' + c + '}'));
+const catSets = cats.map(() => []);
 
 // matches reports whether the pre-tokenizer's regex matched c alone: with
 // Isolated, "xcx" splits into three pieces exactly when c matches (x is a
@@ -72,6 +79,7 @@ for (let cp = 0; cp <= 0x10ffff; cp++) {
   if (matches(letter, c)) sets.hfLetter.push(cp);
   if (matches(number, c)) sets.hfNumber.push(cp);
   if (matches(space, c)) sets.hfSpace.push(cp);
+  for (let i = 0; i < cats.length; i++) if (matches(catPT[i], c)) catSets[i].push(cp);
   const lc = lower.normalizeString(c);
   if (lc !== c) lowerPairs.push([cp, lc]);
 }
@@ -94,4 +102,6 @@ function ranges(cps) {
 const json = {};
 for (const [k, v] of Object.entries(sets)) json[k] = ranges(v);
 json.hfLower = lowerPairs;
+json.hfCat = {};
+cats.forEach((c, i) => { json.hfCat[c] = ranges(catSets[i]); });
 process.stdout.write(JSON.stringify(json) + '\n');
