@@ -118,12 +118,16 @@ func TestModelCache(t *testing.T) {
 	}
 }
 
-// TestLoadFamiliesCached: every installed family encodes the parity
-// corpus the same when its model comes from the cache.
+// TestLoadFamiliesCached: the large byte-level and SentencePiece-style BPE
+// families encode the parity corpus the same when their model comes from
+// the cache.
 func TestLoadFamiliesCached(t *testing.T) {
 	t.Setenv(CacheDirEnv, t.TempDir())
-	corpus := loadCorpus(t)[:400]
+	corpus := loadCorpus(t)[:200]
 	for _, f := range loadFamilies(t) {
+		if f.Name != "llama3" && f.Name != "qwen3" && f.Name != "llama2" {
+			continue
+		}
 		p, err := familyFileIfPresent(f)
 		if err != nil {
 			continue
