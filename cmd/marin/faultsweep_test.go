@@ -48,10 +48,10 @@ import (
 // injector under the host and the ops alike.
 //
 // TestFaultSweepSample runs a fixed sample of fault points (part of the
-// suite); MARIN_FAULT_SWEEP=full runs every point and logs their count and
-// the time taken:
+// suite); BenchmarkFaultSweep runs every point and reports their count and
+// the time per point:
 //
-//	MARIN_FAULT_SWEEP=full go test -run TestFaultSweepFull -timeout 4h -v ./cmd/marin/
+//	go test -run '^$' -bench FaultSweep -benchtime 1x -timeout 4h ./cmd/marin/
 
 // sweepScript is the reduced pipeline; TOKENIZER is replaced by the
 // quickstart tokenizer's absolute path.
@@ -145,14 +145,16 @@ type sweep struct {
 	took   time.Duration
 }
 
-func newSweep(t *testing.T) *sweep {
+func newSweep(t testing.TB) *sweep {
 	t.Helper()
 	tok, err := filepath.Abs("../../experiments/quickstart/tokenizer")
 	if err != nil {
 		t.Fatal(err)
 	}
 	script := filepath.Join(t.TempDir(), "sweep.star")
-	write(t, script, strings.ReplaceAll(sweepScript, "TOKENIZER", tok))
+	if err := os.WriteFile(script, []byte(strings.ReplaceAll(sweepScript, "TOKENIZER", tok)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("MARIN_CACHE_DIR", t.TempDir())
 	s := &sweep{script: script, runner: newInProcess(), in: faultblob.New()}
 	restore := storage.Interpose(func(_ string, b *blob.Bucket) *blob.Bucket { return s.in.Wrap(b) })
@@ -209,7 +211,7 @@ func (s *sweep) points() []faultblob.Fault {
 
 // check runs the pipeline with f, then without faults, and reports what
 // the sweep forbids.
-func (s *sweep) check(t *testing.T, f faultblob.Fault) {
+func (s *sweep) check(t testing.TB, f faultblob.Fault) {
 	prefix := t.TempDir()
 	s.in.Only(strings.TrimPrefix(prefix, "/"))
 	if err := s.in.Arm(f); err != nil {
@@ -267,7 +269,7 @@ func keyOf(ev []faultblob.Event) string {
 	return ev[0].Key
 }
 
-func (s *sweep) noPanics(t *testing.T, f faultblob.Fault) {
+func (s *sweep) noPanics(t testing.TB, f faultblob.Fault) {
 	s.runner.mu.Lock()
 	defer s.runner.mu.Unlock()
 	for _, p := range s.runner.panics {
@@ -278,7 +280,7 @@ func (s *sweep) noPanics(t *testing.T, f faultblob.Fault) {
 
 // succeeded lists the relative output paths of the steps whose status is
 // SUCCESS.
-func succeeded(t *testing.T, prefix string) []string {
+func succeeded(t testing.TB, prefix string) []string {
 	var out []string
 	m, _ := filepath.Glob(filepath.Join(prefix, "*", "*", executor.StatusFile))
 	for _, p := range m {
@@ -300,7 +302,7 @@ func succeeded(t *testing.T, prefix string) []string {
 // experiment records), with the parts that depend on time (timestamps,
 // throughput) and on the prefix's location left out. Temporary files and
 // lease files count as outputs, so one left behind is a difference.
-func outputs(t *testing.T, prefix string) map[string]string {
+func outputs(t testing.TB, prefix string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(prefix, func(p string, d fs.DirEntry, err error) error {
@@ -338,7 +340,7 @@ func outputs(t *testing.T, prefix string) map[string]string {
 
 // stableMetrics keeps the numbers of metrics.jsonl that must not depend on
 // timing, bit for bit.
-func stableMetrics(t *testing.T, rel string, raw []byte) []byte {
+func stableMetrics(t testing.TB, rel string, raw []byte) []byte {
 	var b bytes.Buffer
 	for _, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
 		var r struct {
@@ -363,7 +365,7 @@ func stableMetrics(t *testing.T, rel string, raw []byte) []byte {
 
 // dropKeys removes keys (dotted paths into nested objects) from a JSON
 // object.
-func dropKeys(t *testing.T, rel string, raw []byte, keys ...string) []byte {
+func dropKeys(t testing.TB, rel string, raw []byte, keys ...string) []byte {
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return raw // damaged: compared as it is
@@ -417,19 +419,25 @@ func TestFaultSweepSample(t *testing.T) {
 	}
 }
 
-func TestFaultSweepFull(t *testing.T) {
-	if os.Getenv("MARIN_FAULT_SWEEP") != "full" {
-		t.Skip("set MARIN_FAULT_SWEEP=full to run every fault point")
-	}
-	s := newSweep(t)
+// BenchmarkFaultSweep is the whole sweep, every fault point once per
+// iteration; it reports the number of points and the time per point.
+//
+//	go test -run '^$' -bench FaultSweep -benchtime 1x -timeout 4h ./cmd/marin/
+func BenchmarkFaultSweep(b *testing.B) {
+	s := newSweep(b)
 	pts := s.points()
-	t.Logf("fault-free run: %s, operations %v; %d fault points", s.took.Round(time.Millisecond), s.counts, len(pts))
-	start := time.Now()
-	for i, f := range pts {
-		s.check(t, f)
-		if (i+1)%50 == 0 {
-			t.Logf("%d/%d fault points, %s", i+1, len(pts), time.Since(start).Round(time.Second))
+	b.Logf("fault-free run: %s, operations %v; %d fault points", s.took.Round(time.Millisecond), s.counts, len(pts))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		for j, f := range pts {
+			s.check(b, f)
+			if (j+1)%100 == 0 {
+				b.Logf("%d/%d fault points, %s", j+1, len(pts), time.Since(start).Round(time.Second))
+			}
 		}
+		b.Logf("swept %d fault points in %s", len(pts), time.Since(start).Round(time.Second))
 	}
-	t.Logf("swept %d fault points in %s", len(pts), time.Since(start).Round(time.Second))
+	b.ReportMetric(float64(len(pts)), "points")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N*len(pts)), "s/point")
 }

@@ -124,3 +124,37 @@ func TestScriptStepLimitIsAScriptError(t *testing.T) {
 	}
 	mustContain(t, r.stderr, "loop.star:1:", "more than 200000 Starlark steps", "MARIN_SCRIPT_MAX_STEPS")
 }
+
+// TestSecretsNeverReachOutput: a step whose output and error echo a request
+// with credentials (as a hub or proxy error body may) fails without the
+// secrets reaching the summary, the logs or .executor_status (defect 2 of
+// issue 16, end to end through a plugin process).
+func TestSecretsNeverReachOutput(t *testing.T) {
+	dir := t.TempDir()
+	const tok = "hf_EchoedTokenAbcdefghijklmnop12"
+	const env = "opaque-secret-from-the-environment"
+	write(t, filepath.Join(dir, "leak.star"), `
+leak = ExecutorStep(name = "leak", op = "shell/run", config = {"command":
+    "echo 'GET https://bob:hunter22@hub.example/api: 400; headers: Authorization: Bearer `+tok+`' >&2; " +
+    "echo \"token=$HF_TOKEN\"; echo 'AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'; exit 1"})
+executor_main(leak)
+`)
+	for _, format := range []string{"console", "json"} {
+		r := marin(t, dir, []string{"HF_TOKEN=" + env}, "leak.star", "--prefix", "out-"+format, "--log-format", format)
+		if r.code != exitFailed {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		status, err := os.ReadFile(one(t, filepath.Join(dir, "out-"+format, "leak-*", ".executor_status")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for where, text := range map[string]string{"stdout": r.stdout, "stderr": r.stderr, ".executor_status": string(status)} {
+			for _, secret := range []string{tok, env, "hunter22", "wJalrXUtnFEMI"} {
+				if strings.Contains(text, secret) {
+					t.Errorf("%s: %s holds %q:\n%s", format, where, secret, text)
+				}
+			}
+		}
+		mustContain(t, r.stdout+r.stderr, "Authorization: Bearer [REDACTED]", "bob:[REDACTED]@hub.example")
+	}
+}

@@ -95,6 +95,7 @@ func RunJob(ctx context.Context, jobURL string, o JobOptions) error {
 	}
 	mine := e.newLease()
 	mine.LeaseID = jf.Lease.LeaseID
+	held.Store(mine.LeaseID, true) // this process holds it now (see holderGone)
 	data, err := json.Marshal(mine)
 	if err != nil {
 		return err
