@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/weights"
 )
 
 // TestTornStatusKeepsTheExperimentPlannable reproduces defect 1 of issue 16
@@ -156,5 +159,41 @@ executor_main(leak)
 			}
 		}
 		mustContain(t, r.stdout+r.stderr, "Authorization: Bearer [REDACTED]", "bob:[REDACTED]@hub.example")
+	}
+}
+
+// TestGenerateRefusesAConfigLargerThanItsWeights reproduces defect 3 of
+// issue 16 at the command line: a model directory whose config.json claims
+// huge sizes next to small safetensors made `marin generate` panic
+// (makeslice: len out of range) or die out of memory.
+func TestGenerateRefusesAConfigLargerThanItsWeights(t *testing.T) {
+	dir := t.TempDir()
+	p, err := weights.Init(llama.Config{HiddenSize: 16, IntermediateSize: 32, NumHiddenLayers: 1, NumAttentionHeads: 2,
+		VocabSize: 272, MaxPositionEmbeddings: 64, RMSNormEps: 1e-5, TieWordEmbeddings: true}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := filepath.Join(dir, "model")
+	if err := os.MkdirAll(model, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := weights.WriteModelFiles(model, p, weights.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := filepath.Abs("../../experiments/quickstart/tokenizer")
+	for name, cfg := range map[string]string{
+		"absurd": `{"hidden_size": 4294967296, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 272}`,
+		"70B":    `{"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256}`,
+		"bigger": `{"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 8, "num_attention_heads": 8, "vocab_size": 272, "tie_word_embeddings": true}`,
+	} {
+		write(t, filepath.Join(model, "config.json"), cfg)
+		r := marin(t, dir, nil, "generate", "--model", model, "--tokenizer", tok, "--prompt", "hi", "--max-new-tokens", "2")
+		if r.code == 0 {
+			t.Errorf("%s: exit %d", name, r.code)
+		}
+		if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "out of memory") {
+			t.Errorf("%s: crashed instead of refusing the config:\n%s", name, r.stderr)
+		}
+		mustContain(t, r.stderr, "config")
 	}
 }
