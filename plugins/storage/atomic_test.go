@@ -222,3 +222,22 @@ func TestCreateIfNotExistUnderFaults(t *testing.T) {
 		})
 	}
 }
+
+func TestReadAllLimit(t *testing.T) {
+	ctx := context.Background()
+	for scheme, root := range roots(t) {
+		u := Join(root, "cfg.json")
+		if err := WriteAtomic(ctx, u, bytes.Repeat([]byte("x"), 100)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ReadAllLimit(ctx, u, 100); err != nil || len(got) != 100 {
+			t.Errorf("%s: at the limit: %d bytes, %v", scheme, len(got), err)
+		}
+		if _, err := ReadAllLimit(ctx, u, 99); err == nil || !strings.Contains(err.Error(), "100 bytes, more than the 99") {
+			t.Errorf("%s: over the limit: %v", scheme, err)
+		}
+		if _, err := ReadAllLimit(ctx, Join(root, "none"), 99); !errors.Is(err, ErrNotExist) {
+			t.Errorf("%s: missing: %v", scheme, err)
+		}
+	}
+}

@@ -395,6 +395,36 @@ var tempFile = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
 // remove once no writer runs.
 func IsTempName(name string) bool { return tempFile.MatchString(name) }
 
+// ReadAllLimit is ReadAll of an object that must not be larger than limit
+// bytes: a larger one is an error before anything is allocated for it (for
+// files whose size a damaged or hostile writer controls, such as a model's
+// config.json).
+func ReadAllLimit(ctx context.Context, rawURL string, limit int64) ([]byte, error) {
+	b, loc, err := open(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	r, err := b.NewReader(ctx, loc.key, nil)
+	if err != nil {
+		if notFound(err) {
+			return nil, fmt.Errorf("read %s: %w", rawURL, ErrNotExist)
+		}
+		return nil, fmt.Errorf("read %s: %w", rawURL, err)
+	}
+	defer r.Close()
+	if r.Size() > limit {
+		return nil, fmt.Errorf("read %s: %d bytes, more than the %d a file of its kind can be", rawURL, r.Size(), limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", rawURL, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read %s: more than the %d bytes a file of its kind can be", rawURL, limit)
+	}
+	return data, nil
+}
+
 // Exists reports whether an object exists at rawURL.
 func Exists(ctx context.Context, rawURL string) (bool, error) {
 	b, loc, err := open(ctx, rawURL)

@@ -440,7 +440,7 @@ type Model struct {
 func OpenModel(dir string) (*Model, error) {
 	m := &Model{files: map[string]*File{}, where: map[string]string{}, Dir: dir, DTypes: map[DType]int{}}
 	idxPath := filepath.Join(dir, IndexName)
-	if b, err := readBounded(idxPath, maxIndex); err == nil {
+	if b, err := storage.ReadAllLimit(context.Background(), idxPath, maxIndex); err == nil {
 		var idx Index
 		if err := json.Unmarshal(b, &idx); err != nil {
 			return nil, fmt.Errorf("read %s: %w", idxPath, err)
@@ -523,24 +523,6 @@ func (m *Model) Float32Into(name string, dst []float32) error {
 // maxIndex bounds model.safetensors.index.json (a 400B-parameter model's is
 // well under 1 MiB).
 const maxIndex = 64 << 20
-
-// readBounded reads a file that must not be larger than limit, checking its
-// size before allocating.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > limit {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d a file of its kind can be", path, st.Size(), limit)
-	}
-	return io.ReadAll(io.LimitReader(f, limit+1))
-}
 
 // WriteModel writes tensors into dir as model.safetensors, or as shards of
 // at most maxShardBytes with an index when they do not fit in one (transformers

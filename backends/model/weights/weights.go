@@ -26,10 +26,10 @@
 package weights
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -37,6 +37,7 @@ import (
 
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/safetensors"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // ConfigName is the model config file of the HF layout.
@@ -46,7 +47,7 @@ const ConfigName = "config.json"
 // fields.
 func ReadConfig(dir string) (llama.Config, error) {
 	p := filepath.Join(dir, ConfigName)
-	raw, err := readSmall(p, maxConfig)
+	raw, err := storage.ReadAllLimit(context.Background(), p, maxConfig)
 	if err != nil {
 		return llama.Config{}, fmt.Errorf("read model config: %w", err)
 	}
@@ -136,24 +137,6 @@ func LoadDir(dir string) (*llama.Params, Info, error) {
 
 // maxConfig bounds config.json (real ones are a few KiB).
 const maxConfig = 16 << 20
-
-// readSmall reads a file of at most limit bytes, checking its size before
-// allocating.
-func readSmall(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > limit {
-		return nil, fmt.Errorf("%s is %d bytes; a file of its kind is at most %d", path, st.Size(), limit)
-	}
-	return io.ReadAll(io.LimitReader(f, limit+1))
-}
 
 // CheckFits refuses a config beyond the size limits (llama.Config.ParamCount)
 // or whose float32 parameters alone need more memory than this machine has,
