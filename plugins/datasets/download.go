@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gocloud.dev/blob"
-
 	"github.com/marin-go/marin/plugins/hfhub"
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/storage"
@@ -243,22 +241,11 @@ func fetchRemote(ctx context.Context, c *hfhub.Client, repo hfhub.Repo, rev stri
 		return err
 	}
 	defer in.Close()
-	b, k, err := storage.Open(ctx, url)
-	if err != nil {
+	err = storage.WriteAtomicFunc(ctx, url, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
 		return err
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := b.NewWriter(wctx, k, &blob.WriterOptions{ContentType: "application/octet-stream"})
+	})
 	if err != nil {
-		return fmt.Errorf("upload %s: %w", url, err)
-	}
-	if _, err := io.Copy(w, in); err != nil {
-		cancel()
-		_ = w.Close()
-		return fmt.Errorf("upload %s: %w", url, err)
-	}
-	if err := w.Close(); err != nil {
 		return fmt.Errorf("upload %s: %w", url, err)
 	}
 	return nil
