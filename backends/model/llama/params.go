@@ -225,37 +225,96 @@ func (p *Params) Tensors() []*Tensor { return p.list }
 // Tensor returns the tensor with the given Hugging Face name, or nil.
 func (p *Params) Tensor(name string) *Tensor { return p.byName[name] }
 
-// Flat is every parameter in one slice, in Tensors order.
+// Flat is every parameter in one slice, in Tensors order (nil for a
+// Replace view).
 func (p *Params) Flat() []float32 { return p.flat }
 
 // NumParams is the number of float32 values held.
-func (p *Params) NumParams() int { return len(p.flat) }
-
-// Zero sets every value to 0 (for gradients before a step), in parallel.
-func (p *Params) Zero() {
-	clear(p.flat)
+func (p *Params) NumParams() int {
+	if p.flat != nil {
+		return len(p.flat)
+	}
+	n := 0
+	for _, t := range p.list {
+		n += len(t.Data)
+	}
+	return n
 }
 
-// Clone returns a deep copy.
+// Zero sets every value to 0 (for gradients before a step).
+func (p *Params) Zero() {
+	if p.flat != nil {
+		clear(p.flat)
+		return
+	}
+	for _, t := range p.list {
+		clear(t.Data)
+	}
+}
+
+// Clone returns a deep copy (in one allocation, also of a Replace view).
 func (p *Params) Clone() *Params {
 	q, err := NewParams(p.Config)
 	if err != nil {
 		panic(fmt.Sprintf("llama: clone of valid params failed: %v", err))
 	}
-	copy(q.flat, p.flat)
+	if p.flat != nil {
+		copy(q.flat, p.flat)
+		return q
+	}
+	for i, t := range p.list {
+		copy(q.list[i].Data, t.Data)
+	}
 	return q
+}
+
+// Replace returns a view of p with some tensors replaced by others of the
+// same name and shape: the view shares every tensor's data with p or with
+// the replacements, and has no Flat (whole-model loops use Tensors). p is
+// not changed.
+func (p *Params) Replace(ts ...*Tensor) (*Params, error) {
+	repl := make(map[string]*Tensor, len(ts))
+	for _, t := range ts {
+		old := p.byName[t.Name]
+		if old == nil {
+			return nil, fmt.Errorf("llama: replace %s: the model has no such tensor", t.Name)
+		}
+		if fmt.Sprint(old.Shape) != fmt.Sprint(t.Shape) || len(t.Data) != old.Size() {
+			return nil, fmt.Errorf("llama: replace %s %v with a tensor shaped %v (%d values)", t.Name, old.Shape, t.Shape, len(t.Data))
+		}
+		repl[t.Name] = t
+	}
+	q, err := layout(p.Config)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range q.list {
+		src := p.list[i]
+		if r, ok := repl[t.Name]; ok {
+			src = r
+		}
+		// layout made t; point it at the source's data.
+		t.Data = src.Data
+	}
+	return q, nil
 }
 
 // CopyFrom copies src's values into p; both must be for the same config.
 func (p *Params) CopyFrom(src *Params) error {
-	if len(src.list) != len(p.list) || len(src.flat) != len(p.flat) {
-		return fmt.Errorf("copy params: %d tensors / %d values into %d / %d", len(src.list), len(src.flat), len(p.list), len(p.flat))
+	if len(src.list) != len(p.list) {
+		return fmt.Errorf("copy params: %d tensors into %d", len(src.list), len(p.list))
 	}
 	for i, t := range p.list {
-		if src.list[i].Name != t.Name {
-			return fmt.Errorf("copy params: tensor %d is %s, want %s", i, src.list[i].Name, t.Name)
+		if u := src.list[i]; u.Name != t.Name || len(u.Data) != len(t.Data) {
+			return fmt.Errorf("copy params: tensor %d is %s (%d values), want %s (%d)", i, u.Name, len(u.Data), t.Name, len(t.Data))
 		}
 	}
-	copy(p.flat, src.flat)
+	if p.flat != nil && src.flat != nil {
+		copy(p.flat, src.flat)
+		return nil
+	}
+	for i, t := range p.list {
+		copy(t.Data, src.list[i].Data)
+	}
 	return nil
 }
