@@ -25,6 +25,13 @@
 // logits within 1e-4·max(1, |z|); greedy decoding token for token;
 // checkpoints written by one engine resume on the other and continue the
 // same run.
+//
+// LoRA (lora.go) gets the same checks with an engine training an adapter
+// over frozen weights (train.Setup.LoRA): adapted losses, adapter gradients
+// against the oracle's finite differences (dropout and z-loss included),
+// 10 steps with the frozen base unchanged in the merged weights, and
+// adapter checkpoints (train.SaveAdapterCheckpoint) resumed on the same or
+// the other engine with identical dropout masks.
 package conformance
 
 import (

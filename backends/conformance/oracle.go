@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/model/optim"
 )
 
@@ -90,6 +93,16 @@ type oracle struct {
 	cfg oracleConfig
 	inv []float64
 	w   map[string][]float64
+
+	// LoRA: w also holds the adapter's tensors by PEFT's names; a tensor
+	// named lora.Prefix+name replaces the base's name. loraScale is
+	// lora_alpha/r (0: no adapter).
+	loraScale float64
+	// drop, when set, drops the adapters' inputs as a training pass does;
+	// row is the batch row being computed (the token index is row·T+t).
+	drop *lora.Dropout
+	row  int
+	T    int
 }
 
 func newOracle(configJSON []byte, weights map[string][]float32) (*oracle, error) {
@@ -113,6 +126,9 @@ func widen(v []float32) []float64 {
 }
 
 func (o *oracle) param(name string) []float64 {
+	if p, ok := o.w[lora.Prefix+name]; ok {
+		return p
+	}
 	p, ok := o.w[name]
 	if !ok {
 		panic(fmt.Sprintf("oracle: no parameter %s", name))
@@ -120,10 +136,14 @@ func (o *oracle) param(name string) []float64 {
 	return p
 }
 
-// linear maps x [n][in] through W [out][in] (+ bias when present).
+// linear maps x [n][in] through W [out][in] (+ bias when present), plus
+// PEFT's LoRA term s·B·A·dropout(x) when the module has an adapter.
 func (o *oracle) linear(x [][]float64, name string) [][]float64 {
 	w := o.param(name + ".weight")
-	b := o.w[name+".bias"]
+	b := o.w[lora.Prefix+name+".bias"]
+	if b == nil {
+		b = o.w[name+".bias"]
+	}
 	in := len(x[0])
 	out := len(w) / in
 	y := make([][]float64, len(x))
@@ -142,7 +162,54 @@ func (o *oracle) linear(x [][]float64, name string) [][]float64 {
 		}
 		y[i] = yi
 	}
+	A, B := o.w[lora.Prefix+name+".lora_A.weight"], o.w[lora.Prefix+name+".lora_B.weight"]
+	if A == nil {
+		return y
+	}
+	r := len(A) / in
+	layer, kind := oracleModule(name)
+	for i, xi := range x {
+		xd := append([]float64(nil), xi...)
+		if o.drop != nil && o.drop.Rate > 0 {
+			// The mask is lora's (the engines' shared definition); the
+			// arithmetic is this oracle's.
+			kt := lora.TokenKey(lora.ModuleKey(o.drop.Step, layer, kind), o.drop.Token0+uint32(o.row*o.T+i))
+			thr := lora.Threshold(o.drop.Rate)
+			for k := range xd {
+				if lora.Keep(kt, k, thr) {
+					xd[k] /= 1 - o.drop.Rate
+				} else {
+					xd[k] = 0
+				}
+			}
+		}
+		u := make([]float64, r)
+		for q := range r {
+			for k, v := range xd {
+				u[q] += A[q*in+k] * v
+			}
+		}
+		for j := range out {
+			d := 0.0
+			for q := range r {
+				d += B[j*r+q] * u[q]
+			}
+			y[i][j] += o.loraScale * d
+		}
+	}
 	return y
+}
+
+// oracleModule reads the layer and projection of model.layers.L.block.KIND.
+func oracleModule(name string) (int, lora.Kind) {
+	parts := strings.Split(name, ".")
+	l, _ := strconv.Atoi(parts[2])
+	for k := lora.Q; k < lora.NumKinds; k++ {
+		if k.String() == parts[4] {
+			return l, k
+		}
+	}
+	panic("oracle: not a projection: " + name)
 }
 
 func (o *oracle) rmsNorm(x [][]float64, name string) [][]float64 {
@@ -283,7 +350,9 @@ func (o *oracle) loss(b *llama.Batch) float64 { return o.objective(b, 0) }
 func (o *oracle) objective(b *llama.Batch, zLoss float64) float64 {
 	S := b.T
 	sum, count := 0.0, 0.0
+	o.T = S
 	for r := range b.B {
+		o.row = r
 		h := o.hidden(b.Tokens[r*S:(r+1)*S], segments(b, r), positions(b, r))
 		for t := range S - 1 {
 			if !b.LossMask[r*S+t] {
@@ -335,9 +404,19 @@ func positions(b *llama.Batch, r int) []int32 {
 
 // grads returns the objective's gradient by central differences.
 func (o *oracle) grads(b *llama.Batch, zLoss float64) map[string][]float64 {
+	names := make([]string, 0, len(o.w))
+	for n := range o.w {
+		names = append(names, n)
+	}
+	return o.gradsOf(names, b, zLoss)
+}
+
+// gradsOf is grads with respect to the named tensors only.
+func (o *oracle) gradsOf(names []string, b *llama.Batch, zLoss float64) map[string][]float64 {
 	const h = 1e-5
 	out := map[string][]float64{}
-	for name, w := range o.w {
+	for _, name := range names {
+		w := o.w[name]
 		g := make([]float64, len(w))
 		for i := range w {
 			orig := w[i]
@@ -396,9 +475,9 @@ type oracleAdam struct {
 func (o *oracle) adamStep(st *oracleAdam, g map[string][]float64, opt optim.AdamWConfig, lr float64, decay func(string) bool) float64 {
 	if st.m == nil {
 		st.m, st.v = map[string][]float64{}, map[string][]float64{}
-		for k, w := range o.w {
-			st.m[k] = make([]float64, len(w))
-			st.v[k] = make([]float64, len(w))
+		for k := range g {
+			st.m[k] = make([]float64, len(o.w[k]))
+			st.v[k] = make([]float64, len(o.w[k]))
 		}
 	}
 	norm := 0.0
@@ -415,7 +494,8 @@ func (o *oracle) adamStep(st *oracleAdam, g map[string][]float64, opt optim.Adam
 	st.steps++
 	bc1 := 1 - math.Pow(opt.Beta1, float64(st.steps))
 	bc2 := 1 - math.Pow(opt.Beta2, float64(st.steps))
-	for k, w := range o.w {
+	for k := range g { // the trained tensors
+		w := o.w[k]
 		m, v := st.m[k], st.v[k]
 		for i := range w {
 			gi := g[k][i] * scale

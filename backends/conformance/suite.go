@@ -70,6 +70,7 @@ func RunAll(t *testing.T, e Engine) {
 	t.Run("CheckpointResume", func(t *testing.T) { testHandover(t, e, e) })
 	t.Run("HFExport", func(t *testing.T) { testHFExport(t, e) })
 	t.Run("RejectsBadBatch", func(t *testing.T) { testBadBatch(t, e) })
+	t.Run("LoRA", func(t *testing.T) { runLoRA(t, e) })
 }
 
 // RunPair checks two engines against each other: the same numbers on the
@@ -89,7 +90,7 @@ func RunPair(t *testing.T, a, b Engine) {
 				if relErr(ra.Mean(), rb.Mean()) > LossRelTol || ra.Count != rb.Count {
 					t.Errorf("%s: loss %s %.9g (%d tokens) vs %s %.9g (%d)", f.Name, a.Name, ra.Mean(), ra.Count, b.Name, rb.Mean(), rb.Count)
 				}
-				compareGrads(t, f.Name, ga, paramsWide(gb))
+				compareGrads(t, f.Name, ga, tensorsWide(gb))
 			}
 		}
 	})
@@ -115,6 +116,7 @@ func RunPair(t *testing.T, a, b Engine) {
 	})
 	t.Run("CheckpointAToB", func(t *testing.T) { testHandover(t, a, b) })
 	t.Run("CheckpointBToA", func(t *testing.T) { testHandover(t, b, a) })
+	t.Run("LoRA", func(t *testing.T) { runLoRAPair(t, a, b) })
 	t.Run("HFExportFormat", func(t *testing.T) {
 		f := Fixtures()[1]
 		da, db := t.TempDir(), t.TempDir()
@@ -189,9 +191,8 @@ func testGradients(t *testing.T, e Engine) {
 	compareGrads(t, "z-loss", got, o.grads(bt, 1e-2))
 }
 
-func compareGrads(t *testing.T, what string, g *llama.Params, want map[string][]float64) {
+func compareGrads(t *testing.T, what string, got []*llama.Tensor, want map[string][]float64) {
 	t.Helper()
-	got := g.Tensors()
 	if len(got) != len(want) {
 		t.Errorf("%s: %d gradients, want %d", what, len(got), len(want))
 	}
@@ -533,7 +534,7 @@ func trainEngine(t *testing.T, e Engine, params *llama.Params) train.Engine {
 
 func engineWith(t *testing.T, e Engine, params *llama.Params, adamw optim.AdamWConfig, zLoss float64) train.Engine {
 	t.Helper()
-	eng, err := e.Train(params, adamw, zLoss)
+	eng, err := e.Train(params, train.Setup{AdamW: adamw, ZLossWeight: zLoss})
 	if err != nil {
 		t.Fatalf("%s: new engine: %v", e.Name, err)
 	}
@@ -559,9 +560,11 @@ func paramsOf(t *testing.T, eng train.Engine) map[string][]float64 {
 	return paramsWide(p)
 }
 
-func paramsWide(p *llama.Params) map[string][]float64 {
+func paramsWide(p *llama.Params) map[string][]float64 { return tensorsWide(p.Tensors()) }
+
+func tensorsWide(ts []*llama.Tensor) map[string][]float64 {
 	out := map[string][]float64{}
-	for _, tn := range p.Tensors() {
+	for _, tn := range ts {
 		out[tn.Name] = widen(tn.Data)
 	}
 	return out
@@ -589,7 +592,7 @@ func widenAll(m map[string][]float32) map[string][]float64 {
 	return out
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,7 @@ func BenchmarkTrainSmall(b *testing.B) {
 		factory train.EngineFactory
 	}{{"gomlx-go", EngineFactory(Options{Engine: EngineGo})}, {"cpu", cpu.NewEngine}} {
 		b.Run(e.name, func(b *testing.B) {
-			eng, err := e.factory(params.Clone(), optim.DefaultAdamW(), 0)
+			eng, err := e.factory(params.Clone(), train.Setup{AdamW: optim.DefaultAdamW()})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -54,6 +54,9 @@ func (m *Model) NewDecoder(rows, maxLen int) (*Decoder, error) {
 	if rows <= 0 {
 		return nil, fmt.Errorf("gomlx: decoder of %d rows", rows)
 	}
+	if m.adapter != nil {
+		return nil, errLoRADecoder
+	}
 	if maxLen <= 0 || maxLen > m.cfg.MaxPositionEmbeddings {
 		maxLen = m.cfg.MaxPositionEmbeddings
 	}
@@ -310,7 +313,7 @@ func (d *Decoder) exec(want sample.Want) (*Exec, error) {
 	err := try(func() error {
 		var err error
 		e, err = m.exec("decode", false, func(g *Graph, in []*Node) []*Node {
-			mg := m.graphOf(in[:P])
+			mg := m.graphOf(in[:P], nil, nil)
 			kc, vc := in[P:P+L], in[P+L:P+2*L]
 			x := in[P+2*L:]
 			toks, pos0, count, last, cos, sin := x[0], x[1], x[2], x[3], x[4], x[5]

@@ -30,6 +30,9 @@
 // OptimizerState, LoadOptimizerState, PeakFLOPS, Close); EngineFactory
 // makes one for the train op's loop. Model.TrainStep applies one AdamW step
 // (several micro-batches accumulate); SaveCheckpoint and ExportHF write.
+// NewLoRA gives a *Model that trains a LoRA adapter over a frozen base
+// (lora.go: the base held in the compute dtype, the adapter's update in
+// float32, dropout masks hashed in the graph as the cpu engine draws them).
 // Model.NewDecoder (or DecoderFactory, from llama.Params) gives a
 // sample.Decoder: rows of sequences with a key/value cache on device 0.
 // Plugin is the built-in "gomlx" backend plugin (gomlx/train,

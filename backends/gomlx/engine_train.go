@@ -19,12 +19,18 @@ var _ train.Engine = (*Model)(nil)
 
 // EngineFactory returns a backends/train engine that runs on GoMLX with opts.
 func EngineFactory(opts Options) train.EngineFactory {
-	return func(params *llama.Params, acfg optim.AdamWConfig, zLossWeight float64) (train.Engine, error) {
-		m, err := New(params, opts)
+	return func(params *llama.Params, s train.Setup) (train.Engine, error) {
+		var m *Model
+		var err error
+		if s.LoRA != nil {
+			m, err = NewLoRA(params, s.LoRA, opts, s.Seed)
+		} else {
+			m, err = New(params, opts)
+		}
 		if err != nil {
 			return nil, err
 		}
-		m.SetAdamW(acfg, zLossWeight)
+		m.SetAdamW(s.AdamW, s.ZLossWeight)
 		return m, nil
 	}
 }

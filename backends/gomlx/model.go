@@ -31,6 +31,12 @@ type modelGraph struct {
 	params map[string]*Node
 	cd     dtypes.DType // compute dtype: Float32, or BFloat16 with f32 master weights
 	zLoss  float64      // z-loss weight (PaLM, Levanter's z_loss_weight); 0: none
+
+	// LoRA (lora.go): the adapted projections by module name, the update's
+	// scale, and the dropout of a training pass (nil: none).
+	lora      map[string]loraPair
+	loraScale float64
+	drop      *dropNodes
 }
 
 func (m *modelGraph) w(name string) *Node {
@@ -46,14 +52,15 @@ func (m *modelGraph) w(name string) *Node {
 
 func (m *modelGraph) has(name string) bool { _, ok := m.params[name]; return ok }
 
-// linear is x[..., in] · W[out, in]ᵀ (+ b), HF's nn.Linear.
+// linear is x[..., in] · W[out, in]ᵀ (+ b), HF's nn.Linear, plus the
+// module's LoRA update when it is adapted.
 func (m *modelGraph) linear(x *Node, name string) *Node {
 	w := m.w(name + ".weight")
 	y := dotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
 	if m.has(name + ".bias") {
 		y = Add(y, bcastTo(m.w(name+".bias"), y.Shape().Dimensions...))
 	}
-	return y
+	return m.addLoRA(y, x, name)
 }
 
 // rmsNorm is HF's LlamaRMSNorm: computed in float32, x / sqrt(mean(x²)+eps) · w.

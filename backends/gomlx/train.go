@@ -15,6 +15,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/model/optim"
 )
 
@@ -50,6 +51,17 @@ type Model struct {
 	// Run on device 0.
 	gradExec, logitsX, evalX *Exec
 	closed                   bool
+
+	// LoRA (lora.go): specs are the adapter's tensors, trained; frozen the
+	// base's (all of them but those the adapter trains in full), which
+	// every graph takes after its other inputs. adapter holds the layout
+	// (its values are on the devices), base the caller's host weights (for
+	// merged exports), seed the run's dropout key. All nil/zero for full
+	// fine-tuning.
+	adapter *lora.Adapter
+	base    *llama.Params
+	frozen  []paramSpec
+	seed    int64
 }
 
 // paramSpec is one tensor of llama.Params: its HF name and row-major shape,
@@ -64,6 +76,7 @@ type paramSpec struct {
 type replica struct {
 	params []*tensors.Tensor // float32 master weights
 	m, v   []*tensors.Tensor // Adam moments; nil before the first step
+	frozen []*tensors.Tensor // LoRA: the base's tensors (compute dtype), in frozen order
 }
 
 func (r *replica) all() []*tensors.Tensor {
@@ -73,29 +86,9 @@ func (r *replica) all() []*tensors.Tensor {
 // New places a model with params' weights on the engine chosen by opts.
 // The optimizer starts at optim.DefaultAdamW without z-loss (SetAdamW).
 func New(params *llama.Params, opts Options) (*Model, error) {
-	cfg := params.Config.Normalized()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := engine(opts)
+	m, ndev, err := newModel(params.Config, opts)
 	if err != nil {
 		return nil, err
-	}
-	m := &Model{cfg: cfg, opts: opts, backend: b, rope: llama.NewRopeTable(cfg, 0), cd: dtypes.Float32, adamw: optim.DefaultAdamW()}
-	if opts.bf16() {
-		m.cd = dtypes.BFloat16
-	}
-	ndev := b.NumDevices()
-	if opts.Devices > 0 {
-		if opts.Devices > ndev {
-			return nil, fmt.Errorf("gomlx: %d devices requested, the engine has %d", opts.Devices, ndev)
-		}
-		ndev = opts.Devices
-	}
-	if ndev > 1 {
-		if m.mesh, err = distributed.NewDeviceMesh([]int{ndev}, []string{"data"}); err != nil {
-			return nil, fmt.Errorf("gomlx: device mesh: %w", err)
-		}
 	}
 	for _, t := range params.Tensors() {
 		if len(t.Data) != t.Size() {
@@ -111,6 +104,36 @@ func New(params *llama.Params, opts Options) (*Model, error) {
 		m.dev = append(m.dev, r)
 	}
 	return m, nil
+}
+
+// newModel starts a model for cfg on the engine opts chooses, with no
+// tensors yet; it returns how many devices it trains on.
+func newModel(cfg llama.Config, opts Options) (*Model, int, error) {
+	cfg = cfg.Normalized()
+	if err := cfg.Validate(); err != nil {
+		return nil, 0, err
+	}
+	b, err := engine(opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	m := &Model{cfg: cfg, opts: opts, backend: b, rope: llama.NewRopeTable(cfg, 0), cd: dtypes.Float32, adamw: optim.DefaultAdamW()}
+	if opts.bf16() {
+		m.cd = dtypes.BFloat16
+	}
+	ndev := b.NumDevices()
+	if opts.Devices > 0 {
+		if opts.Devices > ndev {
+			return nil, 0, fmt.Errorf("gomlx: %d devices requested, the engine has %d", opts.Devices, ndev)
+		}
+		ndev = opts.Devices
+	}
+	if ndev > 1 {
+		if m.mesh, err = distributed.NewDeviceMesh([]int{ndev}, []string{"data"}); err != nil {
+			return nil, 0, fmt.Errorf("gomlx: device mesh: %w", err)
+		}
+	}
+	return m, ndev, nil
 }
 
 // Devices returns how many devices the model trains on.
@@ -157,7 +180,7 @@ func (m *Model) Close() error {
 			}
 		}
 		for _, r := range m.dev {
-			for _, t := range r.all() {
+			for _, t := range append(r.all(), r.frozen...) {
 				t.FinalizeAll()
 			}
 		}
@@ -229,22 +252,36 @@ func (m *Model) ropeInputs(positions []int32) (cos, sin []float32, err error) {
 
 const numBatchInputs = 6
 
+// numTrainInputs is how many inputs a training graph takes per batch: the
+// batch's, then the dropout's.
+func (m *Model) numTrainInputs() int { return numBatchInputs + m.numDrop() }
+
 func asBatch(in []*Node) batchNodes {
 	return batchNodes{tokens: in[0], targets: in[1], mask: in[2], segs: in[3], cos: in[4], sin: in[5]}
 }
 
-func (m *Model) graphOf(params []*Node) *modelGraph {
-	named := make(map[string]*Node, len(params))
+// graphOf is the model over the trained tensors' nodes (specs order) and,
+// with LoRA, the frozen ones and a training pass's dropout (nil: none).
+func (m *Model) graphOf(params, frozen []*Node, drop *dropNodes) *modelGraph {
+	named := make(map[string]*Node, len(params)+len(frozen))
+	for i, s := range m.frozen {
+		named[s.name] = frozen[i]
+	}
+	g := &modelGraph{cfg: m.cfg, params: named, cd: m.cd, zLoss: m.zLoss, drop: drop}
+	if m.adapter != nil {
+		m.loraGraph(g, params)
+		return g
+	}
 	for i, s := range m.specs {
 		named[s.name] = params[i]
 	}
-	return &modelGraph{cfg: m.cfg, params: named, cd: m.cd, zLoss: m.zLoss}
+	return g
 }
 
 // gradsGraph returns the objective's sum, the cross-entropy's sum, Σ mask
-// and the objective's gradient.
-func (m *Model) gradsGraph(params []*Node, b batchNodes) (obj, ce, count *Node, grads []*Node) {
-	obj, ce, count = m.graphOf(params).lossSum(b)
+// and the objective's gradient with respect to the trained tensors.
+func (m *Model) gradsGraph(params, frozen []*Node, b batchNodes, drop *dropNodes) (obj, ce, count *Node, grads []*Node) {
+	obj, ce, count = m.graphOf(params, frozen, drop).lossSum(b)
 	return obj, ce, count, Gradient(obj, params...)
 }
 
@@ -359,19 +396,19 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...*llama.Batch
 	if len(micro) == 0 {
 		return llama.LossResult{}, info, errors.New("gomlx: train step without a batch")
 	}
-	var inputs [][][]any // [micro-batch][device] graph inputs
-	for _, b := range micro {
+	var inputs [][][]any // [micro-batch][device] graph inputs (batch, dropout)
+	for mi, b := range micro {
 		parts, err := m.split(b)
 		if err != nil {
 			return llama.LossResult{}, info, err
 		}
 		var in [][]any
-		for _, p := range parts {
+		for d, p := range parts {
 			x, err := m.batchInputs(p)
 			if err != nil {
 				return llama.LossResult{}, info, err
 			}
-			in = append(in, x)
+			in = append(in, append(x, m.dropInputs(m.steps+1, mi*b.B+d*p.B, b.T)...))
 		}
 		inputs = append(inputs, in)
 	}
@@ -450,11 +487,13 @@ func (m *Model) donatedState(d int) ([]any, error) {
 func (m *Model) fusedStep(inputs [][]any, scalars func() []any) ([]*tensors.Tensor, error) {
 	P := len(m.specs)
 	if m.stepExec == nil {
+		nb := m.numTrainInputs()
 		e, err := m.exec("train_step", true, func(g *Graph, in []*Node) []*Node {
 			params, mom, vel := in[:P], in[P:2*P], in[2*P:3*P]
 			bn := asBatch(in[3*P : 3*P+numBatchInputs])
-			sc := in[3*P+numBatchInputs:]
-			obj, ce, count, grads := m.gradsGraph(params, bn)
+			drop := m.dropNodesOf(in[3*P+numBatchInputs : 3*P+nb])
+			sc, frozen := in[3*P+nb:3*P+nb+3], in[3*P+nb+3:]
+			obj, ce, count, grads := m.gradsGraph(params, frozen, bn, drop)
 			return m.reducedApply(g, params, mom, vel, grads, obj, count, ce, sc[0], sc[1], sc[2])
 		})
 		if err != nil {
@@ -468,7 +507,7 @@ func (m *Model) fusedStep(inputs [][]any, scalars func() []any) ([]*tensors.Tens
 		if err != nil {
 			return nil, err
 		}
-		args = append(append(append(args, st...), inputs[d]...), scalars()...)
+		args = append(append(append(append(args, st...), inputs[d]...), scalars()...), m.frozenArgs(d)...)
 	}
 	return m.stepExec.Exec(args...)
 }
@@ -479,8 +518,7 @@ func (m *Model) accumulatedStep(ctx context.Context, inputs [][][]any, scalars f
 	P := len(m.specs)
 	if m.gradAccExec == nil {
 		e, err := m.exec("grads", true, func(g *Graph, in []*Node) []*Node {
-			obj, ce, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
-			return append(grads, obj, count, ce)
+			return m.gradsOutputs(in, P)
 		})
 		if err != nil {
 			return nil, err
@@ -524,7 +562,7 @@ func (m *Model) accumulatedStep(ctx context.Context, inputs [][][]any, scalars f
 			for _, p := range r.params {
 				args = append(args, p)
 			}
-			args = append(args, devInputs[d]...)
+			args = append(append(args, devInputs[d]...), m.frozenArgs(d)...)
 		}
 		out, err := m.gradAccExec.Exec(args...)
 		if err != nil {
@@ -567,10 +605,21 @@ func (m *Model) accumulatedStep(ctx context.Context, inputs [][][]any, scalars f
 	return m.applyExec.Exec(args...)
 }
 
+// gradsOutputs is the gradient graph's body over inputs [P trained][batch
+// and dropout][frozen]: the gradients, then objective, count and
+// cross-entropy sums.
+func (m *Model) gradsOutputs(in []*Node, P int) []*Node {
+	nb := m.numTrainInputs()
+	bn, drop := asBatch(in[P:P+numBatchInputs]), m.dropNodesOf(in[P+numBatchInputs:P+nb])
+	obj, ce, count, grads := m.gradsGraph(in[:P], in[P+nb:], bn, drop)
+	return append(grads, obj, count, ce)
+}
+
 // Grads returns b's loss sums and the gradient of the objective's mean
 // over b's trained tokens (cross-entropy plus z-loss; the gradient a step
-// on b alone would clip and apply), changing nothing.
-func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, *llama.Params, error) {
+// on b alone would clip and apply, LoRA dropout included) with respect to
+// the trained tensors, changing nothing.
+func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, []*llama.Tensor, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -580,27 +629,27 @@ func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, *l
 	if err != nil {
 		return llama.LossResult{}, nil, err
 	}
+	in = append(in, m.dropInputs(m.steps+1, 0, b.T)...)
 	if err := ctx.Err(); err != nil {
 		return llama.LossResult{}, nil, err
 	}
-	grads, err := llama.NewParams(m.cfg)
-	if err != nil {
-		return llama.LossResult{}, nil, err
+	grads := make([]*llama.Tensor, len(m.specs))
+	for i, s := range m.specs {
+		grads[i] = &llama.Tensor{Name: s.name, Shape: s.shape, Data: make([]float32, size(s.shape))}
 	}
 	P := len(m.specs)
 	var res llama.LossResult
 	err = try(func() error {
 		if m.gradExec == nil {
 			e, err := m.exec("grads", false, func(g *Graph, in []*Node) []*Node {
-				obj, ce, count, grads := m.gradsGraph(in[:P], asBatch(in[P:]))
-				return append(grads, obj, count, ce)
+				return m.gradsOutputs(in, P)
 			})
 			if err != nil {
 				return err
 			}
 			m.gradExec = e
 		}
-		out, err := m.gradExec.Exec(append(m.paramArgs(), in...)...)
+		out, err := m.gradExec.Exec(append(append(m.paramArgs(), in...), m.frozenArgs(0)...)...)
 		if err != nil {
 			return err
 		}
@@ -608,7 +657,7 @@ func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, *l
 		obj, cnt, ce := scalar(out[P]), scalar(out[P+1]), scalar(out[P+2])
 		res = llama.LossResult{Loss: ce, ZLoss: obj - ce, Count: int(cnt)}
 		inv := 1 / math.Max(cnt, 1)
-		for i, t := range grads.Tensors() {
+		for i, t := range grads {
 			g, err := tensors.CopyFlatData[float32](out[i])
 			if err != nil {
 				return err
@@ -643,12 +692,15 @@ func finalize(ts []*tensors.Tensor) {
 }
 
 // Params copies the float32 master weights into llama.Params (for
-// checkpoints and exports).
+// checkpoints and exports); with LoRA it merges the adapter into the base.
 func (m *Model) Params() (*llama.Params, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, errClosed
+	}
+	if m.adapter != nil {
+		return m.mergedParams()
 	}
 	p, err := llama.NewParams(m.cfg)
 	if err != nil {
@@ -761,7 +813,7 @@ func (m *Model) Eval(ctx context.Context, b *llama.Batch) (llama.LossResult, err
 	err = try(func() error {
 		if m.evalX == nil {
 			e, err := m.exec("eval", false, func(g *Graph, in []*Node) []*Node {
-				obj, ce, count := m.graphOf(in[:P]).lossSum(asBatch(in[P:]))
+				obj, ce, count := m.graphOf(in[:P], in[P+numBatchInputs:], nil).lossSum(asBatch(in[P : P+numBatchInputs]))
 				return []*Node{obj, ce, count}
 			})
 			if err != nil {
@@ -769,7 +821,7 @@ func (m *Model) Eval(ctx context.Context, b *llama.Batch) (llama.LossResult, err
 			}
 			m.evalX = e
 		}
-		out, err := m.evalX.Exec(append(m.paramArgs(), in...)...)
+		out, err := m.evalX.Exec(append(append(m.paramArgs(), in...), m.frozenArgs(0)...)...)
 		if err != nil {
 			return err
 		}

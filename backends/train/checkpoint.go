@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/model/optim"
+	"github.com/marin-go/marin/backends/model/safetensors"
 	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/plugins/storage"
 )
@@ -45,6 +47,18 @@ type TrainerState struct {
 	TrainedTokens int64   `json:"trained_tokens"`
 	ElapsedSecs   float64 `json:"elapsed_seconds"`
 	Backend       string  `json:"backend"` // "cpu"
+	// LoRABase is the frozen model a LoRA run's adapter applies to (nil
+	// when every parameter is trained).
+	LoRABase *BaseModel `json:"lora_base,omitempty"`
+}
+
+// BaseModel identifies the base model of a LoRA run.
+type BaseModel struct {
+	// Name is the model as configured (a hub id, a path or a step output).
+	Name string `json:"name"`
+	// Fingerprint is weights.Fingerprint of the model directory: a resumed
+	// run refuses a base that has changed.
+	Fingerprint string `json:"fingerprint"`
 }
 
 // CheckpointMeta is metadata.json as the train op writes it: the fields
@@ -67,10 +81,26 @@ type FileSum struct {
 
 // Checkpoint is a loaded checkpoint.
 type Checkpoint struct {
-	Dir       string
-	Meta      CheckpointMeta
+	Dir  string
+	Meta CheckpointMeta
+	// Params are the weights of a full fine-tuning checkpoint; nil for a
+	// LoRA run's (IsAdapter), whose adapter Adapter reads.
 	Params    *llama.Params
+	IsAdapter bool
 	Optimizer *optim.State // nil when the checkpoint has none (before any update)
+}
+
+// Adapter reads a LoRA checkpoint's adapter for its base model's config
+// (nil for a full fine-tuning checkpoint).
+func (c *Checkpoint) Adapter(base llama.Config) (*lora.Adapter, error) {
+	if !c.IsAdapter {
+		return nil, nil
+	}
+	a, err := lora.Read(c.Dir, base)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w: %w", c.Dir, err, ErrCorrupt)
+	}
+	return a, nil
 }
 
 // Trainer is Meta.Extra, or a zero state when the checkpoint has none
@@ -88,8 +118,24 @@ func (c *Checkpoint) Trainer() TrainerState {
 // tokenizerDir when not empty) and file checksums in metadata.json, which
 // is written last.
 func SaveCheckpoint(dir string, step int64, params *llama.Params, opt *optim.State, ts TrainerState, temporary bool, tokenizerDir string) error {
+	return saveCheckpoint(dir, step, func(tmp string) error {
+		return weights.WriteModelFiles(tmp, params, weights.ExportOptions{})
+	}, opt, ts, temporary, tokenizerDir)
+}
+
+// SaveAdapterCheckpoint writes a LoRA run's checkpoint into dir as
+// SaveCheckpoint does, with the adapter in PEFT's layout (float32
+// adapter_model.safetensors and adapter_config.json) in place of the
+// model's weights, which stay where ts.LoRABase says.
+func SaveAdapterCheckpoint(dir string, step int64, a *lora.Adapter, opt *optim.State, ts TrainerState, temporary bool, tokenizerDir string) error {
+	return saveCheckpoint(dir, step, func(tmp string) error {
+		return lora.WriteFiles(tmp, a, safetensors.F32)
+	}, opt, ts, temporary, tokenizerDir)
+}
+
+func saveCheckpoint(dir string, step int64, writeWeights func(tmp string) error, opt *optim.State, ts TrainerState, temporary bool, tokenizerDir string) error {
 	return weights.WriteDirAtomic(dir, func(tmp string) error {
-		if err := weights.WriteModelFiles(tmp, params, weights.ExportOptions{}); err != nil {
+		if err := writeWeights(tmp); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", dir, err)
 		}
 		if opt != nil {
@@ -216,9 +262,14 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Checkpoint{Dir: dir, Meta: meta}
-	c.Params, _, err = weights.LoadDir(dir)
-	if err != nil {
+	c := &Checkpoint{Dir: dir, Meta: meta, IsAdapter: lora.IsAdapterDir(dir)}
+	if c.IsAdapter {
+		// The adapter is read against its base model (Adapter); its
+		// configuration is checked now.
+		if _, err := lora.ReadConfig(dir); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w: %w", dir, err, ErrCorrupt)
+		}
+	} else if c.Params, _, err = weights.LoadDir(dir); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w: %w", dir, err, ErrCorrupt)
 	}
 	f, err := os.Open(filepath.Join(dir, OptimizerFile))

@@ -172,7 +172,7 @@ func (j *Job) Run(ctx context.Context) error {
 	if j.NewEngine == nil {
 		return errors.New("train: no engine (Job.NewEngine is nil)")
 	}
-	eng, err := j.NewEngine(params, acfg, cfg.ZLossWeight)
+	eng, err := j.NewEngine(params, Setup{AdamW: acfg, ZLossWeight: cfg.ZLossWeight, Seed: cfg.Seed})
 	if err != nil {
 		return err
 	}

@@ -10,9 +10,12 @@
 //
 // Model runs the passes: Loss (evaluation), LossAndGrad (training; adds
 // scale·gradient into a Params of gradients) and Logits (next-token logits
-// at chosen positions; cached decoding is backends/cpu/generate's). A
-// Model keeps activation buffers between calls and is not safe for
-// concurrent use.
+// at chosen positions; cached decoding is backends/cpu/generate's). With a
+// LoRA adapter (SetAdapter, lora.go) every pass adds the adapted
+// projections' low-rank updates, and LossAndGradLoRA trains the adapter
+// alone: the frozen weights' gradients are not computed, the adapters'
+// dropout masks are backends/model/lora's hash. A Model keeps activation
+// buffers between calls and is not safe for concurrent use.
 //
 // # A training step with gradient accumulation
 //

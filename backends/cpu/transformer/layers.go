@@ -36,9 +36,15 @@ func rmsNorm(y, x, rstd, w []float32, n, d int, eps float64) {
 // respect to w into dw, given the output gradient dy.
 func rmsNormBackward(dx, dw, dy, x, rstd, w []float32, n, d int) {
 	nChunks := (n + reduceChunk - 1) / reduceChunk
-	partial := make([]float32, nChunks*d)
+	var partial []float32
+	if dw != nil { // nil: a frozen norm weight
+		partial = make([]float32, nChunks*d)
+	}
 	kernels.ParallelFor(nChunks, func(_, c int) {
-		pw := partial[c*d : c*d+d]
+		var pw []float32
+		if partial != nil {
+			pw = partial[c*d : c*d+d]
+		}
 		for r := c * reduceChunk; r < min((c+1)*reduceChunk, n); r++ {
 			xr, gr, dr := x[r*d:r*d+d], dy[r*d:r*d+d], dx[r*d:r*d+d]
 			rs := rstd[r]
@@ -46,7 +52,9 @@ func rmsNormBackward(dx, dw, dy, x, rstd, w []float32, n, d int) {
 			for i, v := range xr {
 				xh := v * rs
 				g := gr[i]
-				pw[i] += g * xh
+				if pw != nil {
+					pw[i] += g * xh
+				}
 				dot += float64(g*w[i]) * float64(xh)
 			}
 			mean := float32(dot / float64(d))
@@ -56,7 +64,9 @@ func rmsNormBackward(dx, dw, dy, x, rstd, w []float32, n, d int) {
 			}
 		}
 	})
-	sumChunksInto(dw, partial, nChunks, d)
+	if partial != nil {
+		sumChunksInto(dw, partial, nChunks, d)
+	}
 }
 
 // sumChunksInto adds, column by column, the nChunks rows of partial into
@@ -113,10 +123,13 @@ func linear(y, x []float32, n int, w, bias *llama.Tensor, accumulate bool) {
 
 // linearBackward adds dy·W into dx (or sets it when !accumulateDx), and
 // dyᵀ·x into the weight gradient gw and the column sums of dy into the bias
-// gradient gb (when non-nil). dx may be nil to skip the input gradient.
+// gradient gb (each when non-nil: nil is a frozen tensor). dx may be nil to
+// skip the input gradient.
 func linearBackward(dx []float32, accumulateDx bool, gw, gb *llama.Tensor, dy, x []float32, n int, w *llama.Tensor) {
 	out, in := w.Shape[0], w.Shape[1]
-	kernels.Sgemm(true, false, out, in, n, 1, dy, out, x, in, 1, gw.Data, in)
+	if gw != nil { // nil: a frozen weight
+		kernels.Sgemm(true, false, out, in, n, 1, dy, out, x, in, 1, gw.Data, in)
+	}
 	if gb != nil {
 		addColSums(gb.Data, dy, n, out)
 	}

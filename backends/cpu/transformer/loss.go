@@ -18,7 +18,7 @@ func chunkRows(vocab int) int {
 // headLoss computes the loss over the trained rows of hF ([N, d], the
 // final-norm output) and, when dhF is non-nil, writes ∂(scale·(loss+zloss))
 // /∂hF into dhF (zero on untrained rows) and adds the head weight's gradient
-// into gw.
+// into gw (unless nil: a frozen head).
 func (m *Model) headLoss(hF []float32, rows []int32, dhF []float32, gw *llama.Tensor, scale float32, opts llama.LossOptions) llama.LossResult {
 	ws := m.ws
 	d, V := m.Config.HiddenSize, m.Config.VocabSize
@@ -69,7 +69,9 @@ func (m *Model) headLoss(hF []float32, rows []int32, dhF []float32, gw *llama.Te
 		}
 		dhc := ws.headIn[n*d : 2*n*d]
 		kernels.Sgemm(false, false, n, d, V, 1, logits, V, w.Data, d, 0, dhc, d)
-		kernels.Sgemm(true, false, V, d, n, 1, logits, V, hc, d, 1, gw.Data, d)
+		if gw != nil { // nil: a frozen head
+			kernels.Sgemm(true, false, V, d, n, 1, logits, V, hc, d, 1, gw.Data, d)
+		}
 		for j, r := range rows[c0:c1] {
 			copy(dhF[int(r)*d:int(r)*d+d], dhc[j*d:j*d+d])
 		}

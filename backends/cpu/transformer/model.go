@@ -5,6 +5,7 @@ import (
 
 	"github.com/marin-go/marin/backends/cpu/kernels"
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 )
 
 // Model runs the forward and backward passes of a Llama-family decoder over
@@ -17,6 +18,9 @@ type Model struct {
 
 	rope *llama.RopeTable
 	ws   *workspace
+
+	adapter *lora.Adapter // LoRA updates added to the projections (SetAdapter)
+	drop    lora.Dropout  // the adapters' input dropout during a LoRA training pass
 }
 
 // New returns a model over params, which must have been made for cfg (by
@@ -51,6 +55,8 @@ type layerActs struct {
 	attn, lse   []float32 // attention output [N,qDim], log-sum-exp [B·H·T]
 	xMid, rstd2 []float32 // residual after attention [N,d], RMS reciprocal [N]
 	gate, up    []float32 // MLP projections [N,F]
+	// loraU[k] is dropout(x)·Aᵀ [N,r] of adapted projection k.
+	loraU [lora.NumKinds][]float32
 }
 
 type workspace struct {
@@ -79,6 +85,9 @@ type workspace struct {
 	logits  []float32
 	rowLoss []float64
 	rowZ    []float64
+
+	loraX  []float32 // [N, widest adapted input]: dropout(x), or du·A
+	loraDU []float32 // [N, largest r]
 }
 
 func (m *Model) workspaceFor(b *llama.Batch, train bool) *workspace {
@@ -118,6 +127,7 @@ func (m *Model) workspaceFor(b *llama.Batch, train bool) *workspace {
 	for len(ws.acts) < max(want, 1) {
 		ws.acts = append(ws.acts, m.newLayerActs(b))
 	}
+	m.loraScratch(ws, N)
 	if train && ws.dResid == nil {
 		d := c.HiddenSize
 		qDim, kvDim := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
@@ -230,31 +240,32 @@ func (m *Model) layerForward(ws *workspace, li int, acts *layerActs, in, out []f
 	}
 	// Attention block.
 	rmsNorm(ws.h, acts.xIn, acts.rstd1, p.InputNorm.Data, N, d, c.RMSNormEps)
-	linear(acts.q, ws.h, N, p.Q, p.QBias, false)
-	linear(acts.k, ws.h, N, p.K, p.KBias, false)
-	linear(acts.v, ws.h, N, p.V, p.VBias, false)
+	m.project(ws, acts, acts.q, ws.h, li, lora.Q, p.Q, p.QBias, false)
+	m.project(ws, acts, acts.k, ws.h, li, lora.K, p.K, p.KBias, false)
+	m.project(ws, acts, acts.v, ws.h, li, lora.V, p.V, p.VBias, false)
 	kernels.ParallelRange(N, 32, func(lo, hi int) {
 		ropeApply(m.rope, acts.q, dims.qDim, dims.H, ws.pos, lo, hi)
 		ropeApply(m.rope, acts.k, dims.kvDim, dims.KV, ws.pos, lo, hi)
 	})
 	attentionForward(acts.attn, acts.lse, acts.q, acts.k, acts.v, ws.layout, dims, ws.attnBuf)
 	parallelCopy(acts.xMid, acts.xIn)
-	linear(acts.xMid, acts.attn, N, p.O, p.OBias, true)
+	m.project(ws, acts, acts.xMid, acts.attn, li, lora.O, p.O, p.OBias, true)
 	// MLP block.
 	rmsNorm(ws.h, acts.xMid, acts.rstd2, p.PostAttentionNorm.Data, N, d, c.RMSNormEps)
-	linear(acts.gate, ws.h, N, p.Gate, p.GateBias, false)
-	linear(acts.up, ws.h, N, p.Up, p.UpBias, false)
+	m.project(ws, acts, acts.gate, ws.h, li, lora.Gate, p.Gate, p.GateBias, false)
+	m.project(ws, acts, acts.up, ws.h, li, lora.Up, p.Up, p.UpBias, false)
 	kernels.ParallelRange(len(acts.gate), 1<<14, func(lo, hi int) {
 		kernels.SwiGLU(ws.a[lo:hi], acts.gate[lo:hi], acts.up[lo:hi])
 	})
 	parallelCopy(out, acts.xMid)
-	linear(out, ws.a, N, p.Down, p.DownBias, true)
+	m.project(ws, acts, out, ws.a, li, lora.Down, p.Down, p.DownBias, true)
 }
 
 // layerBackward takes ws.dResid = ∂L/∂(layer output) and turns it into
-// ∂L/∂(layer input), adding parameter gradients into g. It destroys the
-// layer's gate and up activations.
-func (m *Model) layerBackward(ws *workspace, li int, g *llama.LayerParams) {
+// ∂L/∂(layer input), adding parameter gradients into g (skipping its nil
+// tensors: frozen weights) and the adapter's into ga (when not nil). It
+// destroys the layer's gate and up activations.
+func (m *Model) layerBackward(ws *workspace, li int, g *llama.LayerParams, ga *lora.Adapter) {
 	c := m.Config
 	p := &m.Params.Layers[li]
 	acts := &ws.acts[li]
@@ -267,28 +278,38 @@ func (m *Model) layerBackward(ws *workspace, li int, g *llama.LayerParams) {
 	kernels.ParallelRange(len(acts.gate), 1<<14, func(lo, hi int) {
 		kernels.SwiGLU(ws.a[lo:hi], acts.gate[lo:hi], acts.up[lo:hi])
 	})
-	// dA into ws.a once the down-projection weight gradient has used a.
+	// dA into ws.a once the down-projection weight gradients have used a.
 	linearBackward(nil, false, g.Down, g.DownBias, ws.dResid, ws.a, N, p.Down)
+	downAdapted := m.loraWeightGrads(ws, acts, ga, ws.dResid, ws.a, li, lora.Down)
 	kernels.Sgemm(false, false, N, c.IntermediateSize, d, 1, ws.dResid, d, p.Down.Data, c.IntermediateSize, 0, ws.a, c.IntermediateSize)
+	if downAdapted {
+		m.loraInputGrad(ws, ws.a, li, lora.Down)
+	}
 	kernels.ParallelRange(len(acts.gate), 1<<14, func(lo, hi int) {
 		kernels.SwiGLUBackward(acts.gate[lo:hi], acts.up[lo:hi], ws.a[lo:hi], acts.gate[lo:hi], acts.up[lo:hi])
 	})
 	linearBackward(ws.dh, false, g.Gate, g.GateBias, acts.gate, ws.h, N, p.Gate)
+	m.loraBackward(ws, acts, ga, ws.dh, acts.gate, ws.h, li, lora.Gate)
 	linearBackward(ws.dh, true, g.Up, g.UpBias, acts.up, ws.h, N, p.Up)
-	rmsNormBackward(ws.dResid, g.PostAttentionNorm.Data, ws.dh, acts.xMid, acts.rstd2, p.PostAttentionNorm.Data, N, d)
+	m.loraBackward(ws, acts, ga, ws.dh, acts.up, ws.h, li, lora.Up)
+	rmsNormBackward(ws.dResid, data(g.PostAttentionNorm), ws.dh, acts.xMid, acts.rstd2, p.PostAttentionNorm.Data, N, d)
 
 	// Attention block: xMid = xIn + o(attn(rope(q(h1)), rope(k(h1)), v(h1))).
 	rmsNorm(ws.h, acts.xIn, acts.rstd1, p.InputNorm.Data, N, d, c.RMSNormEps)
 	linearBackward(ws.dAttn, false, g.O, g.OBias, ws.dResid, acts.attn, N, p.O)
+	m.loraBackward(ws, acts, ga, ws.dAttn, ws.dResid, acts.attn, li, lora.O)
 	attentionBackward(ws.dq, ws.dk, ws.dv, ws.dAttn, acts.q, acts.k, acts.v, acts.attn, acts.lse, ws.layout, dims, ws.attnBuf)
 	kernels.ParallelRange(N, 32, func(lo, hi int) {
 		ropeApplyInverse(m.rope, ws.dq, dims.qDim, dims.H, ws.pos, lo, hi)
 		ropeApplyInverse(m.rope, ws.dk, dims.kvDim, dims.KV, ws.pos, lo, hi)
 	})
 	linearBackward(ws.dh, false, g.Q, g.QBias, ws.dq, ws.h, N, p.Q)
+	m.loraBackward(ws, acts, ga, ws.dh, ws.dq, ws.h, li, lora.Q)
 	linearBackward(ws.dh, true, g.K, g.KBias, ws.dk, ws.h, N, p.K)
+	m.loraBackward(ws, acts, ga, ws.dh, ws.dk, ws.h, li, lora.K)
 	linearBackward(ws.dh, true, g.V, g.VBias, ws.dv, ws.h, N, p.V)
-	rmsNormBackward(ws.dResid, g.InputNorm.Data, ws.dh, acts.xIn, acts.rstd1, p.InputNorm.Data, N, d)
+	m.loraBackward(ws, acts, ga, ws.dh, ws.dv, ws.h, li, lora.V)
+	rmsNormBackward(ws.dResid, data(g.InputNorm), ws.dh, acts.xIn, acts.rstd1, p.InputNorm.Data, N, d)
 }
 
 // Loss runs the model on b and returns the loss over b's trained positions
@@ -310,9 +331,15 @@ func (m *Model) Loss(b *llama.Batch, opts llama.LossOptions) (llama.LossResult, 
 // 1/(total Count of the step) to every micro-batch to get the exact mean
 // over the whole step. Results are bit-identical for every thread count.
 func (m *Model) LossAndGrad(b *llama.Batch, opts llama.LossOptions, grads *llama.Params, scale float32) (llama.LossResult, error) {
-	if grads == nil || len(grads.Flat()) != len(m.Params.Flat()) {
+	if grads == nil || len(grads.Tensors()) != len(m.Params.Tensors()) || grads.NumParams() != m.Params.NumParams() {
 		return llama.LossResult{}, fmt.Errorf("loss and grad: gradients are not shaped like the model's parameters")
 	}
+	return m.lossAndGrad(b, opts, grads, nil, scale)
+}
+
+// lossAndGrad is the training pass: gradients into grads' tensors (nil
+// ones are frozen) and, with an adapter, into ga.
+func (m *Model) lossAndGrad(b *llama.Batch, opts llama.LossOptions, grads *llama.Params, ga *lora.Adapter, scale float32) (llama.LossResult, error) {
 	ws, err := m.prepare(b, true)
 	if err != nil {
 		return llama.LossResult{}, fmt.Errorf("loss and grad: %w", err)
@@ -323,14 +350,17 @@ func (m *Model) LossAndGrad(b *llama.Batch, opts llama.LossOptions, grads *llama
 	m.forward(ws, true)
 
 	gHead := grads.LMHead
-	if gHead == nil {
+	if gHead == nil && c.TieWordEmbeddings {
 		gHead = grads.Embed
 	}
 	res := m.headLoss(ws.hF, ws.rows, ws.dhF, gHead, scale, opts)
 	clear(ws.dResid)
-	rmsNormBackward(ws.dResid, grads.Norm.Data, ws.dhF, ws.xFinal, ws.rstdF, m.Params.Norm.Data, N, d)
+	rmsNormBackward(ws.dResid, data(grads.Norm), ws.dhF, ws.xFinal, ws.rstdF, m.Params.Norm.Data, N, d)
 	for li := c.NumHiddenLayers - 1; li >= 0; li-- {
-		m.layerBackward(ws, li, &grads.Layers[li])
+		m.layerBackward(ws, li, &grads.Layers[li], ga)
+	}
+	if grads.Embed == nil {
+		return res, nil
 	}
 	// Embedding gradient: a scatter-add in position order, split across
 	// threads by columns so every element is summed in the same order.
@@ -348,6 +378,14 @@ func (m *Model) LossAndGrad(b *llama.Batch, opts llama.LossOptions, grads *llama
 		}
 	})
 	return res, nil
+}
+
+// data is t's values, nil for a nil tensor (a frozen weight's gradient).
+func data(t *llama.Tensor) []float32 {
+	if t == nil {
+		return nil
+	}
+	return t.Data
 }
 
 // Logits runs the model on b and returns the next-token logits at the given

@@ -268,6 +268,60 @@ func (p *Params) Clone() *Params {
 	return q
 }
 
+// Sparse returns Params for cfg holding only the given tensors, by name
+// (sharing their data); every other tensor field is nil and Tensors lists
+// only these. It is a gradient sink for training that updates some
+// tensors and freezes the rest: a backward pass skips a nil tensor's
+// gradient.
+func Sparse(cfg Config, ts ...*Tensor) (*Params, error) {
+	q, err := layout(cfg)
+	if err != nil {
+		return nil, err
+	}
+	given := make(map[string]*Tensor, len(ts))
+	for _, t := range ts {
+		old := q.byName[t.Name]
+		if old == nil {
+			return nil, fmt.Errorf("llama: sparse params: the model has no tensor %s", t.Name)
+		}
+		if fmt.Sprint(old.Shape) != fmt.Sprint(t.Shape) || len(t.Data) != old.Size() {
+			return nil, fmt.Errorf("llama: sparse params: %s is %v, got a tensor shaped %v (%d values)", t.Name, old.Shape, t.Shape, len(t.Data))
+		}
+		given[t.Name] = t
+	}
+	pick := func(f **Tensor) {
+		if *f == nil {
+			return
+		}
+		t, ok := given[(*f).Name]
+		if !ok {
+			*f = nil
+			return
+		}
+		(*f).Data = t.Data
+	}
+	pick(&q.Embed)
+	for i := range q.Layers {
+		l := &q.Layers[i]
+		for _, f := range []**Tensor{&l.InputNorm, &l.Q, &l.K, &l.V, &l.O, &l.QBias, &l.KBias, &l.VBias, &l.OBias,
+			&l.PostAttentionNorm, &l.Gate, &l.Up, &l.Down, &l.GateBias, &l.UpBias, &l.DownBias} {
+			pick(f)
+		}
+	}
+	pick(&q.Norm)
+	pick(&q.LMHead)
+	var list []*Tensor
+	for _, t := range q.list {
+		if _, ok := given[t.Name]; ok {
+			list = append(list, t)
+		} else {
+			delete(q.byName, t.Name)
+		}
+	}
+	q.list = list
+	return q, nil
+}
+
 // Replace returns a view of p with some tensors replaced by others of the
 // same name and shape: the view shares every tensor's data with p or with
 // the replacements, and has no Flat (whole-model loops use Tensors). p is
