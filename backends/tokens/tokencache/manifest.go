@@ -206,12 +206,22 @@ func ReadManifest(dir string) (*Manifest, error) {
 		}
 		return nil, fmt.Errorf("token cache %s: %w", dir, err)
 	}
-	var m Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
+	m, err := ParseManifest(raw)
+	if err != nil {
 		return nil, fmt.Errorf("token cache %s: %w", p, err)
 	}
+	return m, nil
+}
+
+// ParseManifest decodes and checks manifest.json's content (see
+// Manifest.Check).
+func ParseManifest(raw []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
 	if err := m.Check(); err != nil {
-		return nil, fmt.Errorf("token cache %s: %w", p, err)
+		return nil, err
 	}
 	return &m, nil
 }
