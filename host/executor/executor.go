@@ -11,9 +11,12 @@
 //	.executor_status.lock   the lease: holder, lease id, heartbeat
 //
 // A lease is taken by an atomic create of the lock, kept fresh by a heartbeat
-// and taken over once its heartbeat is older than StaleAfter. Whoever gets a
+// and taken over once its heartbeat is older than StaleAfter, or at once when
+// it names a process on this machine that is gone (holder.go). Whoever gets a
 // lease re-reads the status before running, which is what makes a step that
-// finished elsewhere in the meantime never run twice.
+// finished elsewhere in the meantime never run twice. Status files are read
+// leniently: a torn or damaged line is left out with a warning, and a step
+// whose files cannot be read at all is planned as unknown and reruns.
 //
 // Plan computes the decisions of a dry run (skip, run, running elsewhere,
 // blocked), explaining every rerun with the config values that changed; Run

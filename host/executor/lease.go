@@ -257,7 +257,7 @@ func (e *executor) release(ctx context.Context, outputPath string, mine Lease) e
 	return err
 }
 
-// Retries of release (variables for tests).
+// Retries of release.
 var (
 	releaseAttempts = 3
 	releaseBackoff  = 200 * time.Millisecond
