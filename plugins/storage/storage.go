@@ -10,9 +10,13 @@
 //
 // Every function takes a full URL; the package opens the bucket behind it
 // once per bucket root and caches it, so mem:// buckets are shared by
-// everything in one process. Writes are atomic per object: a reader sees the
-// old content or the new, never a torn file. CreateIfNotExist is atomic across
-// processes too, which is what the executor's leases are built on.
+// everything in one process. Writes are atomic per object (Writer,
+// WriteAtomic, WriteAtomicFunc: the one way marin writes a file): a reader
+// sees the old content or the new, never a torn file, and a write that fails
+// (a full disk, an I/O error) leaves the old content on every driver.
+// CreateIfNotExist is atomic across processes too, which is what the
+// executor's leases are built on. Interpose puts a wrapper (the fault
+// injector of plugins/storage/faultblob, in tests) under every operation.
 package storage
 
 import (
