@@ -358,6 +358,11 @@ type evalOpts struct {
 	fewshotSeed        starlark.Value
 }
 
+func newEvalOpts() evalOpts {
+	n := starlark.None
+	return evalOpts{limit: n, batchSize: n, resources: n, numFewshot: n, chatFormat: n, bootstrapIters: n, codeSandbox: n, maxLength: n, fewshotSeed: n}
+}
+
 // evaluate(model, tasks, limit=None, batch_size=None, resources=None,
 // name=None, num_fewshot=None, apply_chat_template=False, chat_format=None,
 // system_instruction=None, fewshot_as_multiturn=False, tokenizer=None,
@@ -365,8 +370,7 @@ type evalOpts struct {
 // fewshot_seed=None) returns one step per task.
 func evaluate(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var model, tasksV starlark.Value
-	o := evalOpts{limit: starlark.None, batchSize: starlark.None, resources: starlark.None, numFewshot: starlark.None,
-		chatFormat: starlark.None, bootstrapIters: starlark.None, codeSandbox: starlark.None, maxLength: starlark.None, fewshotSeed: starlark.None}
+	o := newEvalOpts()
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
 		"model", &model, "tasks", &tasksV, "limit?", &o.limit, "batch_size?", &o.batchSize, "resources?", &o.resources,
 		"name?", &o.name, "num_fewshot?", &o.numFewshot, "apply_chat_template?", &o.applyChatTemplate,
@@ -580,8 +584,7 @@ var (
 // run_generation_evals=True, apply_chat_template=True, code_sandbox=None)
 func defaultSFTEval(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var step starlark.Value
-	o := evalOpts{limit: starlark.None, batchSize: starlark.None, resources: starlark.None, numFewshot: starlark.None,
-		chatFormat: starlark.None, bootstrapIters: starlark.None, codeSandbox: starlark.None, maxLength: starlark.None, fewshotSeed: starlark.None}
+	o := newEvalOpts()
 	gen := true
 	o.applyChatTemplate = true
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,

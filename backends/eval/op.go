@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/plugins/evaltasks"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -99,7 +100,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter, backend stri
 		return &sdk.Diagnostic{Summary: "eval/harness: " + err.Error(), Attribute: "suite"}
 	}
 	logf := func(f string, a ...any) { r.Log("info", fmt.Sprintf(f, a...)) }
-	m, err := LoadModel(ctx, c.Model, c.Tokenizer, logf)
+	m, err := sample.Load(ctx, c.Model, c.Tokenizer, logf)
 	if err != nil {
 		return err
 	}
@@ -116,7 +117,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter, backend stri
 	}
 	lm := &LM{Engine: eng, Tok: m.Tok, Vocab: m.Vocab, BatchSize: rows, MaxLength: c.MaxLength}
 	if c.ApplyChatTemplate {
-		if lm.Format, err = m.ChatFormat(c.ChatFormat); err != nil {
+		if lm.Format, err = chatFormat(m, c.ChatFormat); err != nil {
 			return err
 		}
 	}
