@@ -3,7 +3,9 @@ package starlib
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -55,6 +57,49 @@ func addEvalBuiltins(env starlark.StringDict) {
 	env["EvalTask"] = starlark.NewBuiltin("EvalTask", evalTask)
 	env["evaluate"] = starlark.NewBuiltin("evaluate", evaluate)
 	env["default_sft_eval"] = starlark.NewBuiltin("default_sft_eval", defaultSFTEval)
+	env["load_eval_tasks"] = starlark.NewBuiltin("load_eval_tasks", loadEvalTasks)
+}
+
+// load_eval_tasks(path) reads an lm-evaluation-harness task YAML file
+// (relative to the script; include: files beside it) and returns its tasks
+// as EvalTask values, so a task written for lm-eval runs unchanged when it
+// uses no Python hooks.
+func loadEvalTasks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var p string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &p); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(thread.CallFrame(1).Pos.Filename()), p)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	docs, err := evaltasks.Parse(os.DirFS(filepath.Dir(p)), ".", p, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	var out []starlark.Value
+	for _, d := range docs {
+		if d.Task == nil {
+			return nil, fmt.Errorf("%s: %s defines group %s; list its tasks in evaluate() instead", b.Name(), p, d.Group.Group)
+		}
+		raw, err := json.Marshal(d.Task)
+		if err != nil {
+			return nil, err
+		}
+		var def map[string]any
+		if err := json.Unmarshal(raw, &def); err != nil {
+			return nil, err
+		}
+		t := &EvalTaskValue{def: intsOf(def).(map[string]any), pos: callerPos(thread)}
+		if _, err := t.task(); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", b.Name(), p, err)
+		}
+		out = append(out, t)
+	}
+	return starlark.NewList(out), nil
 }
 
 // EvalTaskValue is a task definition made in a script.

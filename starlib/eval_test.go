@@ -161,3 +161,16 @@ func sortedCopy(s []string) []string {
 	}
 	return out
 }
+
+func TestLoadEvalTasksFromLMEvalYAML(t *testing.T) {
+	f := newFixture(t)
+	f.file("tasks/_template.yaml", "dataset_path: allenai/ai2_arc\ndataset_kwargs:\n  revision: 210d026faf9955653af8916fad021475a3f00453\noutput_type: multiple_choice\ntest_split: test\n"+
+		"doc_to_text: \"Question: {{question}}\\nAnswer:\"\ndoc_to_target: \"{{choices.label.index(answerKey)}}\"\ndoc_to_choice: \"{{choices.text}}\"\ntag: [ai2_arc]\nshould_decontaminate: true\n")
+	f.file("tasks/mine.yaml", "task: my_arc\ninclude: _template.yaml\ndataset_name: ARC-Easy\n")
+	p := f.plan("y.star", `executor_main(evaluate(model = "m", tasks = load_eval_tasks("tasks/mine.yaml")))`)
+	if findRel(p, "eval/m/my_arc") == "" {
+		t.Fatalf("steps %v", paths(p))
+	}
+	f.file("tasks/py.yaml", "task: x\ninclude: _template.yaml\nprocess_docs: !function utils.process_docs\n")
+	mustContain(t, f.execErr("z.star", `load_eval_tasks("tasks/py.yaml")`), "is a Python function")
+}
