@@ -45,6 +45,9 @@ type recordType struct {
 	fields []field
 	// validate checks cross-field rules after all fields are set.
 	validate func(r *Record) error
+	// aliases are other keyword names of fields (PEFT's names of
+	// LoraConfig's fields).
+	aliases map[string]string
 }
 
 func (t *recordType) field(name string) (*field, bool) {
@@ -170,8 +173,17 @@ func newRecord(thread *starlark.Thread, t *recordType, fn string, args starlark.
 			r.values[f.name] = starlark.None
 		}
 	}
+	given := map[string]string{}
 	for _, kv := range kwargs {
 		name := string(kv[0].(starlark.String))
+		as := name
+		if canon, ok := t.aliases[name]; ok {
+			name = canon
+		}
+		if prev, ok := given[name]; ok {
+			return nil, fmt.Errorf("%s: %s given twice (as %s and %s)", fn, name, prev, as)
+		}
+		given[name] = as
 		f, ok := t.field(name)
 		if !ok {
 			return nil, fmt.Errorf("%s: unexpected keyword argument %q%s", fn, name, suggest(name, fieldNames(t)))
@@ -181,7 +193,7 @@ func newRecord(thread *starlark.Thread, t *recordType, fn string, args starlark.
 			return nil, err
 		}
 		r.values[name] = v
-		r.fieldPos[name] = cs.at(name)
+		r.fieldPos[name] = cs.at(as)
 	}
 	if t.validate != nil {
 		if err := t.validate(r); err != nil {

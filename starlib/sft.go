@@ -29,6 +29,27 @@ var resourceConfigType = &recordType{
 	},
 }
 
+// loraConfigType is LoraConfig: PEFT's LoraConfig fields and defaults
+// under Marin's (Levanter's) names — alpha and dropout, also accepted as
+// PEFT's lora_alpha and lora_dropout — plus merge_lora. Which values are
+// valid (ranks, target modules against the model) is the train op's schema
+// and plan; every field counts in the step's version.
+var loraConfigType = &recordType{
+	name: "LoraConfig",
+	fields: []field{
+		{name: "r", kind: kindInt, def: starlark.MakeInt(8), doc: "rank of the low-rank update"},
+		{name: "alpha", kind: kindFloat, def: starlark.Float(8), doc: "lora_alpha: the update is scaled by alpha/r"},
+		{name: "dropout", kind: kindFloat, def: starlark.Float(0), doc: "lora_dropout on the adapters' input while training"},
+		{name: "target_modules", kind: kindAny, optional: true,
+			doc: `module names (["q_proj", "v_proj"]), a regular expression over whole module names, or "all-linear"; None: PEFT's default (q_proj, v_proj)`},
+		{name: "bias", kind: kindString, def: starlark.String("none"), doc: "none, all or lora_only: biases trained with the adapter"},
+		{name: "modules_to_save", kind: kindAny, optional: true, doc: "modules trained in full and saved with the adapter (e.g. [\"embed_tokens\"] for new chat tokens)"},
+		{name: "use_rslora", kind: kindBool, def: starlark.False, doc: "rank-stabilised LoRA: scale by alpha/√r"},
+		{name: "merge_lora", kind: kindBool, def: starlark.False, doc: "also export the merged model to hf/step-N"},
+	},
+	aliases: map[string]string{"lora_alpha": "alpha", "lora_dropout": "dropout"},
+}
+
 // sftConfigType mirrors Python Marin's SimpleSFTConfig, with its keyword
 // names and defaults. The rules the values must follow (ranges, enums, "one
 // model source", "steps or epochs") are the train op's schema
@@ -60,6 +81,7 @@ var sftConfigType = &recordType{
 		{name: "seed", kind: kindInt, def: starlark.MakeInt(0)},
 		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), nonSemantic: true},
 		{name: "z_loss_weight", kind: kindFloat, def: starlark.Float(0)},
+		{name: "lora", kind: kindAny, optional: true, doc: "LoraConfig(...): train a LoRA adapter over the frozen model instead of every parameter"},
 		{name: "resources", kind: kindAny, optional: true, nonSemantic: true, doc: "ResourceConfig / JaxDistributedConfig"},
 	},
 	validate: func(r *Record) error {
@@ -84,6 +106,9 @@ var sftConfigType = &recordType{
 		default:
 			return fmt.Errorf("resources must be ResourceConfig(...) or JaxDistributedConfig(...), got %s", res.Type())
 		}
+		if l, ok := r.Get("lora").(*Record); r.Get("lora") != starlark.None && (!ok || l.typ != loraConfigType) {
+			return fmt.Errorf("lora must be LoraConfig(...), got %s", r.Get("lora").Type())
+		}
 		switch v := r.Get("initialize_from_checkpoint_path").(type) {
 		case starlark.NoneType, starlark.String, *Step, *InputName:
 		default:
@@ -95,6 +120,7 @@ var sftConfigType = &recordType{
 
 func addSFTBuiltins(env starlark.StringDict) {
 	env["SimpleSFTConfig"] = &recordConstructor{sftConfigType}
+	env["LoraConfig"] = &recordConstructor{loraConfigType}
 	env["ResourceConfig"] = &recordConstructor{resourceConfigType}
 	env["JaxDistributedConfig"] = &recordConstructor{resourceConfigType}
 	env["default_sft"] = starlark.NewBuiltin("default_sft", defaultSFT)
@@ -151,6 +177,10 @@ func defaultSFT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	m := conf.(map[string]any)
 	delete(m, "data_config")
+	if cfg.Get("lora") == starlark.None {
+		// Absent, not null: full fine-tuning steps keep their versions.
+		delete(m, "lora")
+	}
 	dc, err := mix.configValue()
 	if err != nil {
 		return nil, fmt.Errorf("%s: data: %w", b.Name(), err)

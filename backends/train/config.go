@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/plugins/schema"
 )
 
@@ -44,6 +45,10 @@ type Config struct {
 	ModelConfig                  json.RawMessage `json:"model_config" doc:"an HF LlamaConfig: train a new model from scratch"`
 	Tokenizer                    *string         `json:"tokenizer" doc:"the tokenizer the caches were made with"`
 
+	// Lora trains a LoRA adapter over the frozen model instead of every
+	// parameter (null: full fine-tuning).
+	Lora *LoraConfig `json:"lora" doc:"LoraConfig: train a LoRA adapter over the frozen model (exported to adapter/step-N in PEFT's layout); null trains every parameter"`
+
 	Resources Resources `json:"resources" schema:"open" doc:"ResourceConfig: where the step runs (never part of the version)"`
 	Tags      []string  `json:"tags" doc:"default_sft's tags"`
 
@@ -63,6 +68,32 @@ func (Config) SchemaRules() []schema.Rule {
 		{Kind: schema.Equal, Paths: []string{"max_seq_len", "data.max_seq_len"}},
 		{Kind: schema.Divides, Paths: []string{"micro_batch_size", "train_batch_size"}},
 	}
+}
+
+// LoraConfig is starlib's LoraConfig: PEFT's LoraConfig fields and
+// defaults under Marin's names (alpha is lora_alpha, dropout lora_dropout),
+// plus merge_lora.
+type LoraConfig struct {
+	R       int     `json:"r" schema:"gt=0,default=8" doc:"rank of the low-rank update"`
+	Alpha   float64 `json:"alpha" schema:"gt=0,default=8" doc:"lora_alpha: the update is scaled by alpha/r (alpha/√r with use_rslora)"`
+	Dropout float64 `json:"dropout" schema:"min=0,lt=1" doc:"lora_dropout: dropout on the adapters' input while training"`
+	// TargetModules is a list of module names, one regular expression or
+	// "all-linear" (a string or a list: checked by the op's Plan).
+	TargetModules any      `json:"target_modules" doc:"module names matched as a suffix (q_proj, self_attn.v_proj, …), one regular expression over whole module names, or \"all-linear\"; null: PEFT's default for the model (q_proj, v_proj)"`
+	Bias          string   `json:"bias" schema:"enum=none|all|lora_only,default=none" doc:"biases trained with the adapter: none, all of the model's, or those of the adapted projections"`
+	ModulesToSave []string `json:"modules_to_save" doc:"modules trained in full and saved with the adapter (e.g. embed_tokens, lm_head for new chat tokens)"`
+	UseRSLoRA     bool     `json:"use_rslora" doc:"rank-stabilised LoRA: scale by alpha/√r"`
+	MergeLora     bool     `json:"merge_lora" doc:"also export the model with the adapter merged to hf/step-N"`
+}
+
+// Spec is the adapter's lora.Spec.
+func (c *LoraConfig) Spec() (lora.Spec, error) {
+	t, err := lora.TargetsOf(c.TargetModules)
+	if err != nil {
+		return lora.Spec{}, fmt.Errorf("target_modules: %w", err)
+	}
+	s := lora.Spec{R: c.R, Alpha: c.Alpha, Dropout: c.Dropout, Targets: t, Bias: c.Bias, ModulesToSave: c.ModulesToSave, UseRSLoRA: c.UseRSLoRA}
+	return s, s.Validate()
 }
 
 // DataConfig is lm_mixture_data_config's value.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/plugins/sdk"
 )
 
@@ -91,10 +92,52 @@ func plan(req *sdk.PlanRequest, e EngineSpec) (*sdk.PlanResult, error) {
 		res.Notes = append(res.Notes, fmt.Sprintf("model: %s, %.3gM parameters, %d layers, hidden %d",
 			n.ModelType, float64(n.NumParams())/1e6, n.NumHiddenLayers, n.HiddenSize))
 	}
+	if cfg.Lora != nil {
+		planLoRA(res, &cfg, mcfg)
+	}
 	if e.Plan != nil {
 		res.Diagnostics = append(res.Diagnostics, e.Plan(cfg.Resources)...)
 	}
 	return res, nil
+}
+
+// planLoRA checks the lora config: its values, and the adapter it lays out
+// over the model when the model is known now.
+func planLoRA(res *sdk.PlanResult, cfg *Config, mcfg *llama.Config) {
+	if hasModelConfig(cfg.ModelConfig) {
+		res.Errorf("lora", "LoRA trains an adapter over a pretrained model, but model_config trains a new model from scratch: give model_name_or_path or initialize_from_checkpoint_path")
+		return
+	}
+	spec, err := cfg.Lora.Spec()
+	if err != nil {
+		res.Errorf(loraAttr(err), "%v", err)
+		return
+	}
+	if mcfg == nil {
+		return
+	}
+	a, err := lora.New(spec, *mcfg)
+	if err != nil {
+		res.Errorf(loraAttr(err), "%v", err)
+		return
+	}
+	n := mcfg.Normalized().NumParams()
+	res.Notes = append(res.Notes, fmt.Sprintf("LoRA: r %d over %d projections, %d tensors trained in full: %.3gM trainable parameters (%.2g%% of the model)",
+		spec.R, len(a.Modules), len(a.Full), float64(a.NumParams())/1e6, 100*float64(a.NumParams())/float64(n)))
+}
+
+// loraAttr is the lora config key an error is about.
+func loraAttr(err error) string {
+	msg := err.Error()
+	for _, k := range []string{"target_modules", "modules_to_save", "bias", "dropout", "alpha"} {
+		if strings.Contains(msg, k) {
+			return "lora." + k
+		}
+	}
+	if strings.Contains(msg, "r must") {
+		return "lora.r"
+	}
+	return "lora"
 }
 
 // planModelConfig returns the model's config when it is known at plan

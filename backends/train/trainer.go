@@ -12,11 +12,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/model/optim"
 	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/backends/tokens/chat"
@@ -127,7 +129,11 @@ func (j *Job) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// params are the trained weights, or with LoRA the frozen base that
+	// adapter applies to.
 	var params *llama.Params
+	var adapter *lora.Adapter
+	var base *baseModel
 	var start int64
 	backend := j.backendName()
 	ts := TrainerState{Seed: cfg.Seed, NumTrainSteps: numSteps, Backend: backend}
@@ -150,10 +156,44 @@ func (j *Job) Run(ctx context.Context) error {
 				return fmt.Errorf("checkpoint %s: loader position %d, but %d steps of %d sequences is %d", ck.Dir, prev.NextSequence, start, cfg.TrainBatchSize, want)
 			}
 		}
+		switch {
+		case ck.IsAdapter && cfg.Lora == nil:
+			return fmt.Errorf("checkpoint %s holds a LoRA adapter, but this run trains every parameter (no lora config)", ck.Dir)
+		case !ck.IsAdapter && cfg.Lora != nil:
+			return fmt.Errorf("checkpoint %s holds a whole model, but this run trains a LoRA adapter", ck.Dir)
+		case ck.IsAdapter:
+			if base, err = j.startingPoint(ctx); err != nil {
+				return err
+			}
+			if err := base.sameAs(prev.LoRABase, ck.Dir); err != nil {
+				return err
+			}
+			params = base.params
+			if adapter, err = j.loraAdapter(base, ck); err != nil {
+				return err
+			}
+		}
 		j.Result.ResumedFrom = start
 		j.logf("info", "resuming from %s (step %d of %d)", ck.Dir, start, numSteps)
-	} else if params, err = j.initialModel(ctx); err != nil {
-		return err
+	} else {
+		if base, err = j.startingPoint(ctx); err != nil {
+			return err
+		}
+		params = base.params
+		switch {
+		case cfg.Lora != nil:
+			if adapter, err = j.loraAdapter(base, nil); err != nil {
+				return err
+			}
+		case base.adapter != nil:
+			j.logf("info", "merging the LoRA adapter %s into its base %s: this run trains every parameter", base.adapterDir, base.dir)
+			if params, err = base.adapter.Merge(base.params); err != nil {
+				return fmt.Errorf("adapter %s: %w", base.adapterDir, err)
+			}
+		}
+	}
+	if adapter != nil {
+		ts.LoRABase = &BaseModel{Name: base.name, Fingerprint: base.fingerprint}
 	}
 	mcfg := params.Config
 	if data.Tokenizer.VocabSize > mcfg.VocabSize {
@@ -172,7 +212,7 @@ func (j *Job) Run(ctx context.Context) error {
 	if j.NewEngine == nil {
 		return errors.New("train: no engine (Job.NewEngine is nil)")
 	}
-	eng, err := j.NewEngine(params, Setup{AdamW: acfg, ZLossWeight: cfg.ZLossWeight, Seed: cfg.Seed})
+	eng, err := j.NewEngine(params, Setup{AdamW: acfg, ZLossWeight: cfg.ZLossWeight, LoRA: adapter, Seed: cfg.Seed})
 	if err != nil {
 		return err
 	}
@@ -214,6 +254,12 @@ func (j *Job) Run(ctx context.Context) error {
 
 	j.logf("info", "training %s model (%d parameters) on %s for steps %d..%d: batch %d × %d tokens in micro-batches of %d",
 		mcfg.ModelType, mcfg.NumParams(), j.backendName(), start+1, numSteps, B, T, micro)
+	if adapter != nil {
+		sp := adapter.Spec
+		j.logf("info", "LoRA: r %d, alpha %g, dropout %g over %d projections (%s), %d modules_to_save tensors: %d trainable parameters (%.3g%% of %d, frozen: %s)",
+			sp.R, sp.Alpha, sp.Dropout, len(adapter.Modules), targetList(sp), len(adapter.Full), adapter.NumParams(),
+			100*float64(adapter.NumParams())/float64(mcfg.NumParams()), mcfg.NumParams(), base.name)
+	}
 
 	exportOpts := tok.exportOptions(data)
 	batch := llama.NewBatch(micro, T)
@@ -221,6 +267,10 @@ func (j *Job) Run(ctx context.Context) error {
 	full := llama.NewBatch(B, T)
 	lastCkpt := time.Now()
 	flopsPerToken := 3 * mcfg.FlopsPerToken(T)
+	if adapter != nil {
+		// Frozen weights skip their gradient: forward and input gradient.
+		flopsPerToken = 2 * mcfg.FlopsPerToken(T)
+	}
 	var sumTPS, sumMFU float64
 	var nSteps int
 	runStart := time.Now()
@@ -299,16 +349,28 @@ func (j *Job) Run(ctx context.Context) error {
 		temporary := !permanent && mins > 0 && time.Since(lastCkpt) >= time.Duration(mins*float64(time.Minute))
 		if permanent || temporary {
 			dir := filepath.Join(ckRoot, weights.StepName(done))
-			p, err := eng.Params()
-			if err != nil {
-				return err
-			}
 			st, err := eng.OptimizerState()
 			if err != nil {
 				return err
 			}
-			if err := SaveCheckpoint(dir, done, p, st, ts, temporary, tok.dir); err != nil {
-				return err
+			if adapter != nil {
+				a, err := eng.Adapter()
+				if err != nil {
+					return err
+				}
+				a.Spec = adapter.Spec
+				err = SaveAdapterCheckpoint(dir, done, a, st, ts, temporary, tok.dir)
+				if err != nil {
+					return err
+				}
+			} else {
+				p, err := eng.Params()
+				if err != nil {
+					return err
+				}
+				if err := SaveCheckpoint(dir, done, p, st, ts, temporary, tok.dir); err != nil {
+					return err
+				}
 			}
 			if err := PruneTemporary(ckRoot, done); err != nil {
 				j.logf("warn", "%v", err)
@@ -317,16 +379,9 @@ func (j *Job) Run(ctx context.Context) error {
 			j.logf("info", "checkpoint %s", dir)
 		}
 		if last || (cfg.StepsPerHFExport > 0 && done%cfg.StepsPerHFExport == 0) {
-			dir := filepath.Join(j.Out, "hf", weights.StepName(done))
-			exportOpts.Extra = map[string][]byte{weights.MarinInfoName: tok.marinInfo(data, done)}
-			p, err := eng.Params()
-			if err != nil {
+			if err := j.export(eng, done, adapter, base, exportOpts, tok, data); err != nil {
 				return err
 			}
-			if err := weights.ExportHF(dir, p, exportOpts); err != nil {
-				return err
-			}
-			j.logf("info", "exported %s", dir)
 		}
 		if j.afterStep != nil {
 			if err := j.afterStep(done); err != nil {
@@ -336,13 +391,16 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	// A run killed between its final checkpoint and its final export
 	// resumes with nothing to train; the export must still exist.
-	if final := filepath.Join(j.Out, "hf", weights.StepName(numSteps)); start == numSteps {
-		if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
-			exportOpts.Extra = map[string][]byte{weights.MarinInfoName: tok.marinInfo(data, numSteps)}
-			if err := weights.ExportHF(final, params, exportOpts); err != nil {
+	if start == numSteps {
+		missing := false
+		for _, sub := range j.exportDirs(adapter) {
+			_, err := os.Stat(filepath.Join(j.Out, sub, weights.StepName(numSteps)))
+			missing = missing || errors.Is(err, os.ErrNotExist)
+		}
+		if missing {
+			if err := j.export(eng, numSteps, adapter, base, exportOpts, tok, data); err != nil {
 				return err
 			}
-			j.logf("info", "exported %s", final)
 		}
 	}
 	if nSteps > 0 {
@@ -395,16 +453,36 @@ func (j *Job) evaluate(ctx context.Context, eng Engine, data *Data, batch *llama
 	return all.Mean(), per, nil
 }
 
-// initialModel is the model a fresh run starts from.
-func (j *Job) initialModel(ctx context.Context) (*llama.Params, error) {
+// baseModel is the model a run starts from.
+type baseModel struct {
+	params *llama.Params
+	// name is the model as configured, dir where it resolved ("" for
+	// model_config), fingerprint weights.Fingerprint of dir.
+	name, dir, fingerprint string
+	// adapter is set when the configured model is a LoRA adapter's
+	// directory (adapterDir): params are then its base's.
+	adapter    *lora.Adapter
+	adapterDir string
+}
+
+// startingPoint loads the model a run starts from: model_config's new
+// model, or the configured model (model_name_or_path, else
+// initialize_from_checkpoint_path), which may be a LoRA adapter's
+// directory (one of this op's LoRA steps, or a PEFT adapter made
+// elsewhere): then its base and the adapter, unmerged.
+func (j *Job) startingPoint(ctx context.Context) (*baseModel, error) {
 	cfg := j.Config
 	if hasModelConfig(cfg.ModelConfig) {
+		if cfg.Lora != nil {
+			return nil, fmt.Errorf("lora trains an adapter over a pretrained model; model_config trains a new model from scratch")
+		}
 		mc, err := weights.ParseModelConfig(cfg.ModelConfig)
 		if err != nil {
 			return nil, err
 		}
 		j.logf("info", "initialising a %d-parameter model from model_config with seed %d", mc.NumParams(), cfg.Seed)
-		return weights.Init(mc, uint64(cfg.Seed))
+		p, err := weights.Init(mc, uint64(cfg.Seed))
+		return &baseModel{params: p}, err
 	}
 	name := ""
 	if cfg.ModelNameOrPath != nil && *cfg.ModelNameOrPath != "" {
@@ -412,20 +490,157 @@ func (j *Job) initialModel(ctx context.Context) (*llama.Params, error) {
 	} else {
 		name = *cfg.InitializeFromCheckpointPath
 	}
-	dir, err := weights.Resolve(ctx, name, func(f string, a ...any) { j.logf("info", f, a...) })
+	logf := func(f string, a ...any) { j.logf("info", f, a...) }
+	dir, err := weights.Resolve(ctx, name, logf)
 	if err != nil {
 		return nil, err
 	}
-	p, info, err := weights.LoadDir(dir)
-	if err != nil {
+	if cfg.Lora != nil && !weights.IsHubID(name) {
+		// Continuing a LoRA run's adapter, even where it also exported
+		// the merged model.
+		if p, err := sdk.LocalPath(name); err == nil {
+			if ad, ok := weights.FindAdapterDir(p); ok {
+				dir = ad
+			}
+		}
+	}
+	b := &baseModel{name: name, dir: dir}
+	var info weights.Info
+	if lora.IsAdapterDir(dir) && !fileExists(filepath.Join(dir, weights.ConfigName)) {
+		b.params, b.adapter, info, err = weights.LoadAdapter(ctx, dir, logf)
+		if err != nil {
+			return nil, err
+		}
+		b.adapterDir, b.name, b.dir = dir, info.BaseName, info.Base
+		j.logf("info", "%s is a LoRA adapter (r %d over %d projections) of %s", dir, b.adapter.Spec.R, len(b.adapter.Modules), b.dir)
+	} else if b.params, info, err = weights.LoadDir(dir); err != nil {
 		return nil, err
 	}
 	dts := []string{}
 	for d, n := range info.DTypes {
 		dts = append(dts, fmt.Sprintf("%d %s", n, d))
 	}
-	j.logf("info", "loaded %s from %s (%s tensors)", name, dir, strings.Join(dts, ", "))
-	return p, nil
+	sort.Strings(dts)
+	j.logf("info", "loaded %s from %s (%s tensors)", b.name, b.dir, strings.Join(dts, ", "))
+	if cfg.Lora != nil {
+		if b.fingerprint, err = weights.Fingerprint(b.dir); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// sameAs refuses to resume a LoRA run over another base than it started
+// with (recorded in the checkpoint's trainer state).
+func (b *baseModel) sameAs(rec *BaseModel, ckDir string) error {
+	if rec == nil || rec.Fingerprint == "" {
+		return nil // written by another driver: nothing to compare
+	}
+	if rec.Fingerprint != b.fingerprint {
+		return fmt.Errorf("checkpoint %s trained a LoRA adapter over %s (fingerprint %.12s), but the base model %s (%s) is now another (fingerprint %.12s): refusing to resume over a changed base", ckDir, rec.Name, rec.Fingerprint, b.name, b.dir, b.fingerprint)
+	}
+	return nil
+}
+
+// loraAdapter is the adapter a LoRA run trains: the checkpoint's when
+// resuming, else the starting model's when it is an adapter (continuing
+// it), else a fresh one (PEFT's initialisation, seeded by the run's seed).
+// Its Spec is the run's lora config resolved against the model, naming
+// the base.
+func (j *Job) loraAdapter(b *baseModel, ck *Checkpoint) (*lora.Adapter, error) {
+	spec, err := j.Config.Lora.Spec()
+	if err != nil {
+		return nil, fmt.Errorf("lora: %w", err)
+	}
+	if spec, err = spec.Resolved(b.params.Config); err != nil {
+		return nil, err
+	}
+	spec.BaseModel, spec.Revision, _ = weights.BaseRef(b.name, b.dir, j.Out)
+	fresh, err := lora.New(spec, b.params.Config)
+	if err != nil {
+		return nil, err
+	}
+	var from *lora.Adapter
+	var what string
+	switch {
+	case ck != nil:
+		if from, err = ck.Adapter(b.params.Config); err != nil {
+			return nil, err
+		}
+		what = "checkpoint " + ck.Dir
+	case b.adapter != nil:
+		from, what = b.adapter, "the adapter "+b.adapterDir
+	default:
+		if err := fresh.Init(b.params, uint64(j.Config.Seed)); err != nil {
+			return nil, err
+		}
+		return fresh, nil
+	}
+	if err := fresh.SameLayout(from); err != nil {
+		return nil, fmt.Errorf("%s is not laid out as this run's lora config asks (r %d, target_modules %s, modules_to_save %v, bias %s): %v", what, spec.R, targetList(spec), spec.ModulesToSave, spec.Bias, err)
+	}
+	if from.Scale() != fresh.Scale() {
+		return nil, fmt.Errorf("%s was trained with scale %g (lora_alpha %g, r %d, use_rslora %v); this run's lora config gives %g", what, from.Scale(), from.Spec.Alpha, from.Spec.R, from.Spec.UseRSLoRA, fresh.Scale())
+	}
+	copy(fresh.Flat(), from.Flat())
+	return fresh, nil
+}
+
+func targetList(s lora.Spec) string {
+	if s.Targets.Pattern != "" {
+		return s.Targets.Pattern
+	}
+	return strings.Join(s.Targets.Names, ", ")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// exportDirs are the directories a step's exports go to.
+func (j *Job) exportDirs(adapter *lora.Adapter) []string {
+	switch {
+	case adapter == nil:
+		return []string{"hf"}
+	case j.Config.Lora.MergeLora:
+		return []string{"adapter", "hf"}
+	}
+	return []string{"adapter"}
+}
+
+// export writes step's exports: hf/step-N (the model; with LoRA only when
+// merge_lora asks, the adapter merged) and, with LoRA, adapter/step-N (the
+// adapter in PEFT's layout).
+func (j *Job) export(eng Engine, step int64, adapter *lora.Adapter, b *baseModel, o weights.ExportOptions, tok *tokFiles, data *Data) error {
+	if adapter != nil {
+		dir := filepath.Join(j.Out, "adapter", weights.StepName(step))
+		a, err := eng.Adapter()
+		if err != nil {
+			return err
+		}
+		a.Spec = adapter.Spec
+		_, _, rel := weights.BaseRef(b.name, b.dir, dir)
+		o.Extra = map[string][]byte{weights.MarinInfoName: tok.marinInfo(data, step, rel)}
+		if err := weights.ExportAdapter(dir, a, o); err != nil {
+			return err
+		}
+		j.logf("info", "exported %s", dir)
+		if !j.Config.Lora.MergeLora {
+			return nil
+		}
+	}
+	dir := filepath.Join(j.Out, "hf", weights.StepName(step))
+	o.Extra = map[string][]byte{weights.MarinInfoName: tok.marinInfo(data, step, "")}
+	p, err := eng.Params()
+	if err != nil {
+		return err
+	}
+	if err := weights.ExportHF(dir, p, o); err != nil {
+		return err
+	}
+	j.logf("info", "exported %s", dir)
+	return nil
 }
 
 // microBatch picks the largest divisor of train_batch_size whose
@@ -574,7 +789,9 @@ func (t *tokFiles) exportOptions(data *Data) weights.ExportOptions {
 	return o
 }
 
-func (t *tokFiles) marinInfo(data *Data, step int64) []byte {
-	raw, _ := json.MarshalIndent(weights.MarinInfo{ChatFormat: data.Format, Step: step, TokenizerSHA256: data.Tokenizer.SHA256}, "", "  ")
+// marinInfo is marin.json of an export; baseRel is an adapter's base
+// relative to it.
+func (t *tokFiles) marinInfo(data *Data, step int64, baseRel string) []byte {
+	raw, _ := json.MarshalIndent(weights.MarinInfo{ChatFormat: data.Format, Step: step, TokenizerSHA256: data.Tokenizer.SHA256, BaseModel: baseRel}, "", "  ")
 	return raw
 }

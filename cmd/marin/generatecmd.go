@@ -27,7 +27,7 @@ type sampleFlags struct {
 
 func (f *sampleFlags) bind(cmd *cobra.Command, maxNew int) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "the model: an hf/ export or checkpoint directory, a training step's output (its latest export), or a hub id")
+	fl.StringVar(&f.model, "model", "", "the model: an hf/ export or checkpoint directory, a LoRA adapter directory (PEFT's layout: its base is loaded and the adapter merged), a training step's output (its latest export), or a hub id")
 	fl.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer directory or hub id, when the model directory has none")
 	fl.StringVar(&f.system, "system", "", "system prompt")
 	fl.IntVar(&f.maxNew, "max-new-tokens", maxNew, "most tokens to generate")

@@ -24,14 +24,16 @@ type Model struct {
 }
 
 // Load resolves name (see weights.Resolve: a directory, a training step's
-// output or a hub id) and reads the model and the tokenizer beside it.
+// output or a hub id) and reads the model and the tokenizer beside it. A
+// LoRA adapter directory gives its base model with the adapter merged
+// (weights.Load), and the base's tokenizer when the adapter has none.
 // tokenizerDir, when not empty, overrides where the tokenizer files are.
 func Load(ctx context.Context, name, tokenizerDir string, logf weights.Logf) (*Model, error) {
 	dir, err := weights.Resolve(ctx, name, logf)
 	if err != nil {
 		return nil, err
 	}
-	params, _, err := weights.LoadDir(dir)
+	params, info, err := weights.Load(ctx, dir, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -41,6 +43,8 @@ func Load(ctx context.Context, name, tokenizerDir string, logf weights.Logf) (*M
 		if td, err = weights.ResolveTokenizer(ctx, tokenizerDir, logf); err != nil {
 			return nil, err
 		}
+	} else if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil && info.Base != "" {
+		td = info.Base
 	}
 	tokJSON, err := os.ReadFile(filepath.Join(td, "tokenizer.json"))
 	if err != nil {

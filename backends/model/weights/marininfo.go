@@ -20,6 +20,10 @@ type MarinInfo struct {
 	Step       int64           `json:"step"`
 	// TokenizerSHA256 is the sha256 of the tokenizer.json trained with.
 	TokenizerSHA256 string `json:"tokenizer_sha256,omitempty"`
+	// BaseModel, in a LoRA adapter's directory, is its base model's
+	// directory relative to the adapter's (slash-separated), tried before
+	// adapter_config.json's absolute base_model_name_or_path.
+	BaseModel string `json:"base_model,omitempty"`
 }
 
 // ReadMarinInfo reads dir's marin.json; nil when there is none.

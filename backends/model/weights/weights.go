@@ -20,6 +20,18 @@
 //	marin.json               optional: what marin knows that transformers does not
 //	                         (the chat format, the training step), for marin generate/chat
 //
+// # LoRA adapters (adapter/step-N/)
+//
+// A LoRA run exports its adapter in PEFT's layout (backends/model/lora:
+// adapter_config.json naming base_model_name_or_path, and
+// adapter_model.safetensors) with the tokenizer files and marin.json, whose
+// base_model is the base's directory relative to the adapter (so a moved
+// prefix still finds it). Load, LoadDir and FindModelDir accept such a
+// directory, made here or by PEFT elsewhere, as a model: Load reads its
+// base and merges the adapter, so everything that loads models
+// (generation, chat, evaluation) takes adapters too; LoadAdapter keeps the
+// two apart (to continue training the adapter).
+//
 // A directory is written under a temporary sibling name and renamed into
 // place, so an export directory either is complete or does not exist. The
 // cpu and gomlx backends write and read the same files.
@@ -36,6 +48,7 @@ import (
 	"strings"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/model/safetensors"
 	"github.com/marin-go/marin/plugins/storage"
 )
@@ -65,6 +78,10 @@ type Info struct {
 	// Ignored lists tensors in the files that the model does not use
 	// (rotary inv_freq buffers, an lm_head of a tied model).
 	Ignored []string
+	// Base is, for a LoRA adapter directory (Dir), its base model's
+	// directory, and BaseName the name it was resolved from; DTypes and
+	// Ignored are the base's.
+	Base, BaseName string
 }
 
 // LoadDir reads a model in Hugging Face layout from the local directory
@@ -80,7 +97,13 @@ type Info struct {
 // safetensors headers (name, shape, float dtype, byte count). A config that
 // claims more than its files hold is an error naming the first tensor that
 // does not match, not a crash.
+//
+// A LoRA adapter directory (adapter_config.json, no config.json) loads as
+// Load does: its base with the adapter merged.
 func LoadDir(dir string) (*llama.Params, Info, error) {
+	if lora.IsAdapterDir(dir) && !hasConfig(dir) {
+		return Load(context.Background(), dir, nil)
+	}
 	info := Info{Dir: dir}
 	cfg, err := ReadConfig(dir)
 	if err != nil {
@@ -258,14 +281,43 @@ func ParseStepName(name string) (int64, bool) {
 	return n, true
 }
 
+// FindAdapterDir finds a LoRA adapter in a local path, as FindModelDir
+// finds models but looking only at adapters: path itself, its latest
+// adapter/step-N export, or its latest complete checkpoint when that is an
+// adapter's. It reports false when there is none (or path is not local).
+func FindAdapterDir(path string) (string, bool) {
+	if lora.IsAdapterDir(path) && !hasConfig(path) {
+		return path, true
+	}
+	steps, _ := StepDirs(filepath.Join(path, "adapter"))
+	for i := len(steps) - 1; i >= 0; i-- {
+		if lora.IsAdapterDir(steps[i].Dir) {
+			return steps[i].Dir, true
+		}
+	}
+	steps, _ = StepDirs(filepath.Join(path, "checkpoints"))
+	for i := len(steps) - 1; i >= 0; i-- {
+		d := steps[i].Dir
+		if _, err := os.Stat(filepath.Join(d, "metadata.json")); err == nil {
+			if lora.IsAdapterDir(d) {
+				return d, true
+			}
+			break
+		}
+	}
+	return "", false
+}
+
 // FindModelDir finds the model in a local path:
 //
-//   - a directory holding config.json is the model;
-//   - a training step's output (with hf/step-N/) gives its latest export;
-//   - a directory of exports (hf/, holding step-N/) gives the latest;
+//   - a directory holding config.json is the model, one holding
+//     adapter_config.json a LoRA adapter (Load merges it into its base);
+//   - a training step's output (with hf/step-N/) gives its latest export,
+//     else its latest adapter export (adapter/step-N/);
+//   - a directory of exports (hf/ or adapter/, holding step-N/) gives the latest;
 //   - a training step's output without exports gives its latest complete
-//     checkpoint (checkpoints/step-N/ with metadata.json), whose model files
-//     are the same HF layout.
+//     checkpoint (checkpoints/step-N/ with metadata.json), whose files are
+//     the same layouts.
 func FindModelDir(path string) (string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -274,16 +326,17 @@ func FindModelDir(path string) (string, error) {
 	if !fi.IsDir() {
 		return "", fmt.Errorf("model %s: not a directory (want a directory with config.json and safetensors)", path)
 	}
-	if _, err := os.Stat(filepath.Join(path, ConfigName)); err == nil {
+	isModel := func(dir string) bool { return hasConfig(dir) || lora.IsAdapterDir(dir) }
+	if isModel(path) {
 		return path, nil
 	}
-	for _, sub := range []string{"hf", "."} {
+	for _, sub := range []string{"hf", "adapter", "."} {
 		steps, err := StepDirs(filepath.Join(path, sub))
 		if err != nil {
 			return "", err
 		}
 		for i := len(steps) - 1; i >= 0; i-- {
-			if _, err := os.Stat(filepath.Join(steps[i].Dir, ConfigName)); err == nil {
+			if isModel(steps[i].Dir) {
 				return steps[i].Dir, nil
 			}
 		}
@@ -297,5 +350,5 @@ func FindModelDir(path string) (string, error) {
 			return steps[i].Dir, nil
 		}
 	}
-	return "", fmt.Errorf("model %s: no config.json there, and no hf/step-N or checkpoints/step-N inside", path)
+	return "", fmt.Errorf("model %s: no config.json or adapter_config.json there, and no hf/step-N, adapter/step-N or checkpoints/step-N inside", path)
 }
