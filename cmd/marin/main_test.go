@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marin-go/marin/backends/tokens/tokencache"
 	"github.com/marin-go/marin/host/graph"
 	"github.com/marin-go/marin/host/validate"
 	"github.com/rs/zerolog"
@@ -29,6 +30,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	marinBin = filepath.Join(dir, "marin")
+	// Token cache verification stamps go to the test's directory, not to
+	// $HOME/.cache (HOME is the repository for some of these tests).
+	os.Setenv(tokencache.VerifiedDirEnv, filepath.Join(dir, "verified"))
 	build := exec.Command("go", "build", "-o", marinBin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
