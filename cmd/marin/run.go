@@ -174,7 +174,11 @@ func runScript(ctx context.Context, script string, o *runOptions, stdout, stderr
 	if err != nil {
 		return err
 	}
-	remote, err := o.runner.remote()
+	prefix, err := defaultPrefix(o.prefix)
+	if err != nil {
+		return err
+	}
+	remote, err := o.runner.remote(prefix)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,8 @@ type runnerOptions struct {
 
 	slurmBinary string
 	slurmLogDir string
+
+	k8s k8sOptions
 }
 
 func (o *runnerOptions) bind(cmd *cobra.Command) {
@@ -32,6 +34,7 @@ func (o *runnerOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&o.poll, "poll", 0, "how often steps running elsewhere or as jobs are checked (default 5s)")
 	f.StringVar(&o.slurmBinary, "slurm-binary", "", "slurm: the marin executable the jobs run, at the same path on every node (default: this one)")
 	f.StringVar(&o.slurmLogDir, "slurm-log-dir", "", "slurm: directory for the jobs' stdout/stderr when the prefix is not a shared file:// directory (default ./marin-slurm-logs)")
+	o.k8s.bind(cmd)
 }
 
 // runnerName is --runner, else $MARIN_RUNNER, else local.
@@ -43,10 +46,10 @@ func (o *runnerOptions) runnerName() (string, error) {
 	switch n {
 	case "", runner.Local:
 		return runner.Local, nil
-	case runner.Slurm:
+	case runner.Slurm, runner.Kubernetes:
 		return n, nil
 	}
-	return "", withCode(exitUsage, fmt.Errorf("--runner %q: want local or slurm", n))
+	return "", withCode(exitUsage, fmt.Errorf("--runner %q: want local, slurm or kubernetes", n))
 }
 
 // overrides parses --resource FIELD=VALUE pairs.
@@ -68,8 +71,9 @@ func (o *runnerOptions) overrides() (map[string]string, error) {
 	return m, nil
 }
 
-// remote builds the remote runner, or returns nil for the local one.
-func (o *runnerOptions) remote() (runner.Runner, error) {
+// remote builds the remote runner for a run under prefix, or returns nil
+// for the local one.
+func (o *runnerOptions) remote(prefix string) (runner.Runner, error) {
 	name, err := o.runnerName()
 	if err != nil {
 		return nil, err
@@ -81,6 +85,8 @@ func (o *runnerOptions) remote() (runner.Runner, error) {
 			return nil, withCode(exitUsage, err)
 		}
 		return r, nil
+	case runner.Kubernetes:
+		return o.k8s.runner(prefix)
 	}
 	if o.shared || len(o.resources) > 0 {
 		return nil, withCode(exitUsage, errors.New("--shared-prefix and --resource go with --runner slurm or kubernetes"))
