@@ -23,9 +23,23 @@ var resourceConfigType = &recordType{
 		{name: "device", kind: kindString, def: starlark.String("auto"),
 			doc: "device kind the backend uses: auto (its best available: an accelerator when its runtime is configured, else the CPU), cpu, cuda or tpu"},
 		{name: "num_devices", kind: kindInt, def: starlark.MakeInt(0), doc: "devices to use, 0 for all"},
-		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1)},
+		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), doc: "nodes the step runs on: slurm --nodes, kubernetes pods"},
 		{name: "pjrt_plugin", kind: kindString, optional: true, doc: "absolute path of a PJRT plugin .so for gomlx on accelerators"},
 		{name: "threads", kind: kindInt, def: starlark.MakeInt(0), doc: "CPU threads, 0 for all cores"},
+		// What a cluster runner (--runner slurm|kubernetes) asks its
+		// scheduler for; --resource FIELD=VALUE overrides them. The local
+		// runner ignores them. See host/runner.
+		{name: "cpus", kind: kindInt, def: starlark.MakeInt(0), doc: "CPU cores per node to request (slurm --cpus-per-task, kubernetes cpu request); 0: the scheduler's default"},
+		{name: "memory", kind: kindString, optional: true, doc: "memory per node to request, e.g. \"64G\" (slurm --mem, kubernetes memory request and limit)"},
+		{name: "time_limit", kind: kindString, optional: true, doc: "longest the job may run, e.g. \"4h\" or \"1-12:00:00\" (slurm --time, kubernetes activeDeadlineSeconds)"},
+		{name: "partition", kind: kindString, optional: true, doc: "slurm --partition"},
+		{name: "account", kind: kindString, optional: true, doc: "slurm --account"},
+		{name: "qos", kind: kindString, optional: true, doc: "slurm --qos"},
+		{name: "gres", kind: kindString, optional: true, doc: "slurm --gres, replacing the --gpus-per-node derived from device and num_devices, e.g. \"gpu:h100:8\""},
+		{name: "queue_name", kind: kindString, optional: true, doc: "kubernetes: the Kueue LocalQueue (label kueue.x-k8s.io/queue-name)"},
+		{name: "node_selector", kind: kindAny, optional: true, doc: "kubernetes: the pods' node selector, a dict of label: value"},
+		{name: "tolerations", kind: kindAny, optional: true, doc: "kubernetes: the pods' tolerations, a list of dicts with key, operator, value, effect"},
+		{name: "image", kind: kindString, optional: true, doc: "kubernetes: the container image for this step (default --k8s-image)"},
 	},
 }
 

@@ -17,7 +17,8 @@ import (
 type Resources struct {
 	// Nodes is ResourceConfig.node_count (at least 1).
 	Nodes int
-	// Device is the accelerator kind: "cpu", "cuda" or "tpu".
+	// Device is the accelerator kind to request: "cpu" (none), "cuda" or
+	// "tpu". ResourceConfig's "auto" requests none.
 	Device string
 	// DevicesPerNode is the accelerators per node to request
 	// (ResourceConfig.num_devices): GPUs for cuda, TPU chips for tpu; 0 for cpu.
@@ -109,11 +110,11 @@ func ParseResources(raw any, overrides map[string]string) (Resources, error) {
 		switch {
 		case !ok:
 			return fmt.Errorf("want a string, got %T", v)
-		case s == "cpu" || s == "cuda" || s == "tpu":
+		case s == "auto" || s == "cpu" || s == "cuda" || s == "tpu":
 			r.Device = s
 			return nil
 		}
-		return fmt.Errorf("%q: want cpu, cuda or tpu", s)
+		return fmt.Errorf("%q: want auto, cpu, cuda or tpu", s)
 	})
 	field("num_devices", func(v any) (e error) { r.DevicesPerNode, e = nonNegativeInt(v); return })
 	field("cpus", func(v any) (e error) { r.CPUs, e = nonNegativeInt(v); return })
@@ -187,9 +188,15 @@ func ParseResources(raw any, overrides map[string]string) (Resources, error) {
 	if err != nil {
 		return r, err
 	}
-	if r.Device == "cpu" {
+	switch {
+	case r.Device == "auto" && r.DevicesPerNode > 0 && r.Gres == "":
+		return r, fmt.Errorf("resources.device is auto with num_devices %d: say device = \"cuda\" or \"tpu\", so that the scheduler knows which accelerators to request", r.DevicesPerNode)
+	case r.Device == "auto":
+		// The backend's best device where it lands; nothing to request.
+		r.Device, r.DevicesPerNode = "cpu", 0
+	case r.Device == "cpu":
 		r.DevicesPerNode = 0
-	} else if r.DevicesPerNode == 0 && r.Gres == "" {
+	case r.DevicesPerNode == 0 && r.Gres == "":
 		return r, fmt.Errorf("resources.num_devices is 0 (\"every device of the machine\"), but a cluster job must ask for a number: set num_devices to the %s devices per node", r.Device)
 	}
 	return r, nil

@@ -19,6 +19,8 @@ func TestParseResources(t *testing.T) {
 		{name: "none", raw: nil, want: Resources{Nodes: 1, Device: "cpu"}},
 		{name: "backend fields only", raw: map[string]any{"backend": "cpu", "threads": int64(0), "device": "cpu", "num_devices": int64(0), "node_count": int64(1)},
 			want: Resources{Nodes: 1, Device: "cpu"}},
+		{name: "auto requests nothing", raw: map[string]any{"device": "auto", "num_devices": int64(0)}, want: Resources{Nodes: 1, Device: "cpu"}},
+		{name: "auto with a count is ambiguous", raw: map[string]any{"device": "auto", "num_devices": int64(8)}, err: `say device = "cuda" or "tpu"`},
 		{name: "cpu ignores num_devices", raw: map[string]any{"num_devices": int64(4)}, want: Resources{Nodes: 1, Device: "cpu"}},
 		{name: "everything", raw: map[string]any{
 			"node_count": int64(2), "device": "cuda", "num_devices": 8.0, "cpus": int64(32), "memory": "480G", "time_limit": "1-12:00:00",
