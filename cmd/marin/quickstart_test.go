@@ -118,6 +118,25 @@ func localQuickstart(t *testing.T, repo string) (script, prefix string, r result
 	return quickScriptPath, quickPrefix, quickResult
 }
 
+// sameTraining checks that both quickstart trainings logged the same
+// metrics under got as under want, bit for bit.
+func sameTraining(t *testing.T, want, got, wantName string) {
+	t.Helper()
+	for _, step := range []string{"quickstart_pretrain", "quickstart_sft"} {
+		w := readMetrics(t, filepath.Join(one(t, filepath.Join(want, "checkpoints", step+"-*")), "metrics.jsonl"))
+		g := readMetrics(t, filepath.Join(one(t, filepath.Join(got, "checkpoints", step+"-*")), "metrics.jsonl"))
+		if len(g) != len(w) {
+			t.Fatalf("%s: %d metrics rows, %s %d", step, len(g), wantName, len(w))
+		}
+		for i := range w {
+			if w[i].Step != g[i].Step || math.Float64bits(w[i].Loss) != math.Float64bits(g[i].Loss) ||
+				math.Float64bits(w[i].GradNorm) != math.Float64bits(g[i].GradNorm) || w[i].LR != g[i].LR {
+				t.Fatalf("%s row %d: %+v, %s %+v", step, i, g[i], wantName, w[i])
+			}
+		}
+	}
+}
+
 // TestQuickstart runs the reduced quickstart through the marin binary (its
 // steps in the built-in plugins' processes), checks that fine-tuning lifts
 // held-out accuracy, samples from the result with generate and chat, and
@@ -200,19 +219,7 @@ func TestQuickstart(t *testing.T) {
 			t.Fatalf("rerun: exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
 		mustContain(t, r.stdout+r.stderr, "resuming from")
-		for _, step := range []string{"quickstart_pretrain", "quickstart_sft"} {
-			want := readMetrics(t, filepath.Join(one(t, filepath.Join(prefix, "checkpoints", step+"-*")), "metrics.jsonl"))
-			got := readMetrics(t, filepath.Join(one(t, filepath.Join(prefix2, "checkpoints", step+"-*")), "metrics.jsonl"))
-			if len(got) != len(want) {
-				t.Fatalf("%s: %d metrics rows, want %d", step, len(got), len(want))
-			}
-			for i := range want {
-				w, g := want[i], got[i]
-				if w.Step != g.Step || math.Float64bits(w.Loss) != math.Float64bits(g.Loss) || math.Float64bits(w.GradNorm) != math.Float64bits(g.GradNorm) || w.LR != g.LR {
-					t.Fatalf("%s row %d: %+v, uninterrupted run %+v", step, i, g, w)
-				}
-			}
-		}
+		sameTraining(t, prefix, prefix2, "an uninterrupted run")
 		if a2 := readResults(t, prefix2, "quickstart_after_sft"); a2.Correct != after.Correct {
 			t.Errorf("after the kill and rerun %d correct, uninterrupted %d", a2.Correct, after.Correct)
 		}

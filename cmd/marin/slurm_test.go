@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,19 +41,7 @@ func TestSlurmQuickstart(t *testing.T) {
 	t.Logf("reduced quickstart on slurm: %s", time.Since(start).Round(time.Second))
 	mustContain(t, r.stderr, "step submitted")
 
-	for _, step := range []string{"quickstart_pretrain", "quickstart_sft"} {
-		want := readMetrics(t, filepath.Join(one(t, filepath.Join(local, "checkpoints", step+"-*")), "metrics.jsonl"))
-		got := readMetrics(t, filepath.Join(one(t, filepath.Join(prefix, "checkpoints", step+"-*")), "metrics.jsonl"))
-		if len(got) != len(want) {
-			t.Fatalf("%s: %d metrics rows, local run %d", step, len(got), len(want))
-		}
-		for i := range want {
-			w, g := want[i], got[i]
-			if w.Step != g.Step || math.Float64bits(w.Loss) != math.Float64bits(g.Loss) || math.Float64bits(w.GradNorm) != math.Float64bits(g.GradNorm) || w.LR != g.LR {
-				t.Fatalf("%s row %d: %+v, local run %+v", step, i, g, w)
-			}
-		}
-	}
+	sameTraining(t, local, prefix, "the local run")
 	for _, name := range []string{"quickstart_before_sft", "quickstart_after_sft"} {
 		if w, g := readResults(t, local, name), readResults(t, prefix, name); w.Correct != g.Correct || w.Examples != g.Examples {
 			t.Errorf("%s: %d/%d correct on slurm, %d/%d locally", name, g.Correct, g.Examples, w.Correct, w.Examples)
@@ -168,6 +155,20 @@ executor_main(ExecutorStep(name = %q, op = "shell/run", config = {
 	return script, started, fast
 }
 
+// startSlowHost starts marin on a slowScript and waits until its step runs.
+func startSlowHost(t *testing.T, dir, script, prefix, started string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	host := exec.Command(marinBin, append([]string{script, "--prefix", prefix}, slurmFlags...)...)
+	host.Dir = dir
+	var out bytes.Buffer
+	host.Stdout, host.Stderr = &out, &out
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, started, host, &out)
+	return host, &out
+}
+
 func waitFile(t *testing.T, path string, host *exec.Cmd, out *bytes.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
@@ -226,20 +227,13 @@ func TestSlurmScancelFailsTheStepAndTheRerunFinishesIt(t *testing.T) {
 	step := fmt.Sprintf("scancel/%d", time.Now().UnixNano())
 	script, started, fast := slowScript(t, dir, step)
 	prefix := filepath.Join(dir, "out")
-	host := exec.Command(marinBin, append([]string{script, "--prefix", prefix}, slurmFlags...)...)
-	host.Dir = dir
-	var out bytes.Buffer
-	host.Stdout, host.Stderr = &out, &out
-	if err := host.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, started, host, &out)
+	host, out := startSlowHost(t, dir, script, prefix, started)
 	id := jobOf(t, step)
 	if b, err := exec.Command("scancel", id).CombinedOutput(); err != nil {
 		t.Fatalf("scancel %s: %v: %s", id, err, b)
 	}
 	if code := exitCode(host.Wait()); code != exitFailed {
-		t.Fatalf("host exit %d, want %d:\n%s", code, exitFailed, &out)
+		t.Fatalf("host exit %d, want %d:\n%s", code, exitFailed, out)
 	}
 	st := planned(t, script, "file://"+prefix).Steps[0]
 	h, err := executor.ReadStatus(context.Background(), st.OutputPath)
@@ -277,20 +271,13 @@ func TestSlurmInterruptCancelsTheJobs(t *testing.T) {
 	step := fmt.Sprintf("interrupt/%d", time.Now().UnixNano())
 	script, started, _ := slowScript(t, dir, step)
 	prefix := filepath.Join(dir, "out")
-	host := exec.Command(marinBin, append([]string{script, "--prefix", prefix}, slurmFlags...)...)
-	host.Dir = dir
-	var out bytes.Buffer
-	host.Stdout, host.Stderr = &out, &out
-	if err := host.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, started, host, &out)
+	host, out := startSlowHost(t, dir, script, prefix, started)
 	id := jobOf(t, step)
 	if err := host.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	if code := exitCode(host.Wait()); code != exitInterrupted {
-		t.Fatalf("host exit %d, want %d:\n%s", code, exitInterrupted, &out)
+		t.Fatalf("host exit %d, want %d:\n%s", code, exitInterrupted, out)
 	}
 	if s := jobState(t, id); s != "CANCELLED" {
 		t.Errorf("slurm job %s is %q after the host's Ctrl-C, want CANCELLED", id, s)

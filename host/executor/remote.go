@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/marin-go/marin/host/logging"
 	"github.com/marin-go/marin/host/runner"
 	"github.com/marin-go/marin/plugins/redact"
 	"github.com/marin-go/marin/plugins/storage"
@@ -522,36 +522,10 @@ func (w *jobWatch) forward(ctx context.Context) {
 	p := w.s.e.opts.Progress
 	for _, ev := range evs {
 		if ev.Kind == EventLog {
-			logJobEvent(w.log, ev)
+			logging.Forward(w.log, ev.Level, ev.Message, ev.Fields)
 		}
 		if p != nil {
 			p.StepEvent(name, ev)
 		}
 	}
-}
-
-// logJobEvent writes a log event of a job at its level (capped at error,
-// as for plugins: a job cannot make this process exit through a level).
-func logJobEvent(log zerolog.Logger, ev Event) {
-	level, err := zerolog.ParseLevel(ev.Level)
-	switch {
-	case err != nil || level == zerolog.NoLevel:
-		level = zerolog.InfoLevel
-	case level > zerolog.ErrorLevel:
-		level = zerolog.ErrorLevel
-	}
-	l := log.WithLevel(level)
-	if !l.Enabled() {
-		l.Discard()
-		return
-	}
-	keys := make([]string, 0, len(ev.Fields))
-	for k := range ev.Fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		l = l.Str(k, ev.Fields[k])
-	}
-	l.Msg(ev.Message)
 }

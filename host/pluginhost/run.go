@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/marin-go/marin/host/executor"
+	"github.com/marin-go/marin/host/logging"
 	pluginpb "github.com/marin-go/marin/plugins/proto"
 )
 
@@ -210,26 +210,5 @@ func orEmpty(cfg map[string]any) map[string]any {
 
 // logEvent writes a plugin's log event to log at the plugin's level.
 func logEvent(log zerolog.Logger, l *pluginpb.Log) {
-	level, err := zerolog.ParseLevel(l.GetLevel())
-	switch {
-	case err != nil || level == zerolog.NoLevel:
-		level = zerolog.InfoLevel
-	case level > zerolog.ErrorLevel:
-		// A plugin cannot make the host exit or panic through its log level.
-		level = zerolog.ErrorLevel
-	}
-	e := log.WithLevel(level)
-	if !e.Enabled() {
-		e.Discard()
-		return
-	}
-	keys := make([]string, 0, len(l.GetFields()))
-	for k := range l.GetFields() {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		e = e.Str(k, l.GetFields()[k])
-	}
-	e.Msg(l.GetMessage())
+	logging.Forward(log, l.GetLevel(), l.GetMessage(), l.GetFields())
 }

@@ -387,32 +387,19 @@ func ParseTimeLimit(s string) (time.Duration, error) {
 		}
 		nums[i] = n
 	}
-	var h, m, sec int
+	// hms holds hours, minutes, seconds. With days the fields count from
+	// hours (D-HH, D-HH:MM, D-HH:MM:SS); without, MM and MM:SS count from
+	// minutes and HH:MM:SS from hours.
+	var hms [3]int
 	switch {
-	case strings.Contains(t, "-"):
-		// D-HH, D-HH:MM, D-HH:MM:SS
-		switch len(nums) {
-		case 1:
-			h = nums[0]
-		case 2:
-			h, m = nums[0], nums[1]
-		case 3:
-			h, m, sec = nums[0], nums[1], nums[2]
-		default:
-			return 0, bad
-		}
+	case len(nums) > 3:
+		return 0, bad
+	case strings.Contains(t, "-") || len(nums) == 3:
+		copy(hms[:], nums)
 	default:
-		switch len(nums) {
-		case 1:
-			m = nums[0]
-		case 2:
-			m, sec = nums[0], nums[1]
-		case 3:
-			h, m, sec = nums[0], nums[1], nums[2]
-		default:
-			return 0, bad
-		}
+		copy(hms[1:], nums)
 	}
+	h, m, sec := hms[0], hms[1], hms[2]
 	d := time.Duration(days)*24*time.Hour + time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second
 	if d <= 0 {
 		return 0, bad
