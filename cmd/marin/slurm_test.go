@@ -48,6 +48,7 @@ func TestSlurmQuickstart(t *testing.T) {
 		}
 	}
 	// Same paths, and every step ran as a job that recorded its own result.
+	t.Chdir(repo) // the quickstart names its tokenizer relative to the repository
 	for _, st := range planned(t, script, "file://"+prefix).Steps {
 		p := strings.TrimPrefix(st.OutputPath, "file://")
 		if _, err := os.Stat(filepath.Join(local, st.RelPath)); err != nil {
