@@ -2,12 +2,12 @@ package kubernetes
 
 import (
 	"context"
-	"flag"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/marin-go/marin/plugins/golden"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,8 +22,6 @@ import (
 // No Kubernetes API server is available where these tests run: they use
 // client-go's fake clientset, which stores objects but runs no controllers,
 // so the tests play the Job controller and the kubelet by writing statuses.
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func spec(t *testing.T, prefix, step string, attempt int, raw map[string]any) runner.Spec {
 	t.Helper()
@@ -105,19 +103,7 @@ func TestManifestGolden(t *testing.T) {
 				got += "---\n" + string(b)
 			}
 			path := filepath.Join("testdata", c.name+".yaml")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("%s differs (go test -update rewrites it); got:\n%s", path, got)
-			}
+			golden.Compare(t, path, []byte(got))
 		})
 	}
 }

@@ -2,7 +2,6 @@ package slurm
 
 import (
 	"context"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marin-go/marin/plugins/golden"
+
 	"github.com/marin-go/marin/host/runner"
 	"github.com/marin-go/marin/host/runner/slurm/slurmtest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // goldenRunner has fixed paths, so the goldens do not depend on the machine.
 func goldenRunner() *Runner {
@@ -70,19 +69,7 @@ func TestJobGolden(t *testing.T) {
 			}
 			got := "# Describe\n" + desc + "\n# sbatch arguments\n" + strings.Join(r.Args(spec), "\n") + "\n# script (stdin)\n" + r.Script(spec)
 			path := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("%s differs (go test -update rewrites it); got:\n%s", path, got)
-			}
+			golden.Compare(t, path, []byte(got))
 		})
 	}
 }
