@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -83,7 +84,7 @@ func (s *streamer) finish() {
 func newGenerateCmd(stdout, stderr io.Writer) *cobra.Command {
 	var f sampleFlags
 	var prompt string
-	var useChat bool
+	var useChat, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "generate --model DIR --prompt TEXT",
 		Short: "Continue a prompt with a model (greedy or sampled), on the CPU",
@@ -93,7 +94,10 @@ Without --format the prompt is raw text (the tokenizer's BOS is added) and
 generation stops at the tokenizer's end-of-sequence token. With --format NAME
 (llama3_instruct, chatml, llama2, mistral, alpaca, hf_template) or --chat (the
 format the model was trained with, from its marin.json) the prompt is one user
-turn rendered with the format, and generation stops at the format's end of turn.
+turn rendered with the format, and generation stops at the format's end of turn. --model may be a LoRA adapter directory (PEFT's layout):
+its base model is loaded and the adapter merged. --json prints one JSON object
+(the prompt's and the generated token ids, the stop ids, the text) instead of
+streaming the text.
 
   marin generate --model marin-output/checkpoints/quickstart_sft-1a2b3c --chat --prompt "23+58"
   marin generate --model org/name --prompt "Once upon a time" --temperature 0.8 --top-p 0.95`,
@@ -139,8 +143,24 @@ turn rendered with the format, and generation stops at the format's end of turn.
 			if maxNew <= 0 {
 				return withCode(exitUsage, fmt.Errorf("the prompt's %d tokens fill the model's %d positions", len(ids), dec.MaxLen()))
 			}
+			opts := sample.Options{MaxNewTokens: maxNew, Sampling: f.sampling(), Stop: stop}
+			if asJSON {
+				res, err := sample.Generate(ctx, dec, [][]uint32{ids}, opts, nil)
+				if err != nil {
+					return withCode(exitFailed, err)
+				}
+				g := res[0]
+				out := generation{PromptIDs: ids, IDs: g.Tokens, StopIDs: stop, Stopped: g.Stopped, Text: m.Decode(g.Tokens)}
+				if g.Stopped {
+					out.StopID = &g.StopID
+				}
+				if out.IDs == nil {
+					out.IDs = []uint32{}
+				}
+				return json.NewEncoder(stdout).Encode(out)
+			}
 			st := &streamer{m: m, w: stdout}
-			if _, err := sample.Generate(ctx, dec, [][]uint32{ids}, sample.Options{MaxNewTokens: maxNew, Sampling: f.sampling(), Stop: stop}, st.token); err != nil {
+			if _, err := sample.Generate(ctx, dec, [][]uint32{ids}, opts, st.token); err != nil {
 				return withCode(exitFailed, err)
 			}
 			st.finish()
@@ -152,7 +172,20 @@ turn rendered with the format, and generation stops at the format's end of turn.
 	cmd.Flags().StringVar(&prompt, "prompt", "", "the prompt")
 	cmd.Flags().StringVar(&f.format, "format", "", "render the prompt as a user turn with this chat format")
 	cmd.Flags().BoolVar(&useChat, "chat", false, "render the prompt with the chat format the model was trained with")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (prompt_ids, ids, stop_ids, stopped, stop_id, text) instead of streaming the text")
 	return cmd
+}
+
+// generation is generate --json's output: the prompt's token ids, the
+// generated ones (without the stop token), the ids generation stops at,
+// and whether (and at which) it stopped.
+type generation struct {
+	PromptIDs []uint32 `json:"prompt_ids"`
+	IDs       []uint32 `json:"ids"`
+	StopIDs   []uint32 `json:"stop_ids"`
+	Stopped   bool     `json:"stopped"`
+	StopID    *uint32  `json:"stop_id,omitempty"`
+	Text      string   `json:"text"`
 }
 
 func newChatCmd(stdout, stderr io.Writer) *cobra.Command {
