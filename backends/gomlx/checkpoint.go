@@ -29,22 +29,32 @@ func (m *Model) ExportHF(ctx context.Context, dir string) error {
 }
 
 // SaveCheckpoint writes weights, optimizer state and ts (its Backend set
-// to "gomlx") to dir atomically, as backends/train does.
+// to "gomlx") to dir atomically, as backends/train does; a model training a
+// LoRA adapter writes the adapter (train.SaveAdapterCheckpoint).
 func (m *Model) SaveCheckpoint(ctx context.Context, dir string, ts train.TrainerState, temporary bool, tokenizerDir string) error {
-	p, err := m.Params()
-	if err != nil {
-		return err
-	}
 	st, err := m.OptimizerState()
 	if err != nil {
 		return err
 	}
 	ts.Backend = Backend
+	if m.adapter != nil {
+		a, err := m.Adapter()
+		if err != nil {
+			return err
+		}
+		a.Spec = m.adapter.Spec
+		return train.SaveAdapterCheckpoint(dir, int64(m.Steps()), a, st, ts, temporary, tokenizerDir)
+	}
+	p, err := m.Params()
+	if err != nil {
+		return err
+	}
 	return train.SaveCheckpoint(dir, int64(m.Steps()), p, st, ts, temporary, tokenizerDir)
 }
 
 // LoadHF opens an HF model directory (config.json + safetensors, sharded
-// or not, F32/BF16/F16).
+// or not, F32/BF16/F16), or a LoRA adapter directory as its base with the
+// adapter merged.
 func LoadHF(dir string, opts Options) (*Model, error) {
 	p, _, err := weights.LoadDir(dir)
 	if err != nil {
@@ -58,14 +68,25 @@ func LoadHF(dir string, opts Options) (*Model, error) {
 }
 
 // LoadCheckpoint verifies and resumes a checkpoint written by either
-// engine; it also returns the checkpoint's trainer state.
+// engine; it also returns the checkpoint's trainer state. A LoRA run's
+// checkpoint resumes training its adapter over the base its
+// adapter_config.json names.
 func LoadCheckpoint(dir string, opts Options) (*Model, train.TrainerState, error) {
 	ck, err := train.LoadCheckpoint(dir)
 	if err != nil {
 		return nil, train.TrainerState{}, err
 	}
-	m, err := New(ck.Params, opts)
-	if err != nil {
+	var m *Model
+	if ck.IsAdapter {
+		base, a, _, err := weights.LoadAdapter(context.Background(), dir, nil)
+		if err != nil {
+			return nil, train.TrainerState{}, fmt.Errorf("load checkpoint %s: %w", dir, err)
+		}
+		m, err = NewLoRA(base, a, opts, ck.Trainer().Seed)
+		if err != nil {
+			return nil, train.TrainerState{}, fmt.Errorf("load checkpoint %s: %w", dir, err)
+		}
+	} else if m, err = New(ck.Params, opts); err != nil {
 		return nil, train.TrainerState{}, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
 	if err := m.LoadOptimizerState(ck.Optimizer); err != nil {
