@@ -94,10 +94,10 @@ Without --format the prompt is raw text (the tokenizer's BOS is added) and
 generation stops at the tokenizer's end-of-sequence token. With --format NAME
 (llama3_instruct, chatml, llama2, mistral, alpaca, hf_template) or --chat (the
 format the model was trained with, from its marin.json) the prompt is one user
-turn rendered with the format, and generation stops at the format's end of turn. --model may be a LoRA adapter directory (PEFT's layout):
-its base model is loaded and the adapter merged. --json prints one JSON object
-(the prompt's and the generated token ids, the stop ids, the text) instead of
-streaming the text.
+turn rendered with the format, and generation stops at the format's end of turn.
+--model may be a LoRA adapter directory (PEFT's layout): its base model is
+loaded and the adapter merged. --json prints one JSON object (the prompt's and
+the generated token ids, the stop ids, the text) instead of streaming the text.
 
   marin generate --model marin-output/checkpoints/quickstart_sft-1a2b3c --chat --prompt "23+58"
   marin generate --model org/name --prompt "Once upon a time" --temperature 0.8 --top-p 0.95`,
