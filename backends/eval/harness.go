@@ -265,6 +265,11 @@ func (t *task) instances(doc map[string]any, o ContextOptions) ([]*instance, err
 		in := &instance{reqType: evaltasks.GenerateUntil, prompt: ctxs[0], shown: shown(ctxs[0]), maxGen: evaltasks.DefaultMaxGenToks}
 		if g := t.def.GenerationKwargs; g != nil {
 			in.until = append([]string{}, g.Until...)
+			if g.Until == nil {
+				// lm-eval: generation_kwargs without until stop at the
+				// few-shot delimiter.
+				in.until = []string{t.def.FewshotDelim()}
+			}
 			if g.MaxGenToks != nil {
 				in.maxGen = *g.MaxGenToks
 			}

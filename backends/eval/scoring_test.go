@@ -1,6 +1,8 @@
 package eval
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -374,3 +376,39 @@ func TestPyLiteral(t *testing.T) {
 		t.Error("unterminated list accepted")
 	}
 }
+
+// TestUntilDefaults: lm-eval stops generation at the few-shot delimiter
+// when generation_kwargs say no until; an explicit empty list stops at
+// nothing (but EOS).
+func TestUntilDefaults(t *testing.T) {
+	five := 5
+	doc := map[string]any{"q": "?", "a": "x"}
+	for _, c := range []struct {
+		kw   *evaltasks.GenerationKwargs
+		want []string
+	}{
+		{nil, []string{"\n\n"}},
+		{&evaltasks.GenerationKwargs{MaxGenToks: &five}, []string{"\n\n"}},
+		{&evaltasks.GenerationKwargs{Until: []string{}, MaxGenToks: &five}, []string{}},
+		{&evaltasks.GenerationKwargs{Until: []string{"Q:"}}, []string{"Q:"}},
+	} {
+		def := &evaltasks.Task{Task: "g", DatasetPath: "x/y", TestSplit: "test", OutputType: evaltasks.GenerateUntil,
+			DocToText: "{{q}}", DocToTarget: "{{a}}", GenerationKwargs: c.kw}
+		tk := mcTask(t, def, []map[string]any{doc})
+		insts, err := tk.instances(doc, ContextOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmtList(insts[0].until) != fmtList(c.want) {
+			t.Errorf("%+v: until %q, want %q", c.kw, insts[0].until, c.want)
+		}
+	}
+	// The distinction survives the step config's JSON.
+	b, _ := json.Marshal(evaltasks.GenerationKwargs{Until: []string{}})
+	var back evaltasks.GenerationKwargs
+	if err := json.Unmarshal(b, &back); err != nil || back.Until == nil {
+		t.Errorf("empty until lost in %s", b)
+	}
+}
+
+func fmtList(l []string) string { return strings.Join(l, "|") + fmt.Sprint(len(l)) }

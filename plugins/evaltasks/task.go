@@ -158,7 +158,9 @@ type FewshotConfig struct {
 
 // GenerationKwargs are generate_until's settings. Decoding is greedy.
 type GenerationKwargs struct {
-	Until       []string `json:"until,omitempty"`
+	// Until are the stop sequences; absent (null), the few-shot delimiter,
+	// as lm-eval defaults it; [] for none.
+	Until       []string `json:"until"`
 	MaxGenToks  *int     `json:"max_gen_toks,omitempty"`
 	DoSample    bool     `json:"do_sample,omitempty"`
 	Temperature *float64 `json:"temperature,omitempty"`
