@@ -41,6 +41,9 @@ type EngineFactory func(params *llama.Params, o EngineOptions) (Engine, error)
 // more (Llama 3.1 declares 131072): Marin evaluates with max_model_len 4096.
 const DefaultMaxLength = 4096
 
+// everyBudget bounds the logits (floats) one scoring feed returns.
+var everyBudget = 32 << 20
+
 // DecoderEngine is the EngineFactory of an engine whose decoders come from
 // decoders(resources).
 func DecoderEngine(decoders func(resources json.RawMessage) (sample.DecoderFactory, error)) EngineFactory {
@@ -155,36 +158,54 @@ func (e *decoderEngine) scoreRows(ctx context.Context, reqs []ScoreRequest, out 
 		most = max(most, len(q.Continuations))
 	}
 	V := e.vocab
+	// Logits after every fed token take V floats each: continuations are
+	// fed in pieces of at most chunk tokens per row, so a long one (a
+	// rolling window) never holds more than about 128 MiB of logits.
+	chunk := max(1, everyBudget/(V*len(reqs)))
 	for j := 0; j < most; j++ {
-		feed := make([][]int32, len(reqs))
-		fed := false
+		fedTo := make([]int, len(reqs)) // tokens of c[:-1] fed so far
 		for r, q := range reqs {
-			if j >= len(q.Continuations) {
-				continue
-			}
-			c := q.Continuations[j]
-			out[r].LogProbs[j][0], out[r].Greedy[j][0] = logSoftmaxAt(base[r], c[0])
-			if len(c) > 1 {
-				feed[r] = c[:len(c)-1]
-				fed = true
+			if j < len(q.Continuations) {
+				c := q.Continuations[j]
+				out[r].LogProbs[j][0], out[r].Greedy[j][0] = logSoftmaxAt(base[r], c[0])
 			}
 		}
-		if !fed {
-			continue
-		}
-		every, err := e.d.Feed(ctx, feed, sample.Every)
-		if err != nil {
-			return err
-		}
-		for r, q := range reqs {
-			if feed[r] == nil {
-				continue
+		for {
+			feed := make([][]int32, len(reqs))
+			fed := false
+			for r, q := range reqs {
+				if j >= len(q.Continuations) {
+					continue
+				}
+				c := q.Continuations[j]
+				if k := fedTo[r]; k < len(c)-1 {
+					feed[r] = c[k:min(k+chunk, len(c)-1)]
+					fed = true
+				}
 			}
-			c := q.Continuations[j]
-			for k := 1; k < len(c); k++ {
-				out[r].LogProbs[j][k], out[r].Greedy[j][k] = logSoftmaxAt(every[r][(k-1)*V:k*V], c[k])
+			if !fed {
+				break
 			}
-			e.d.Truncate(r, n0[r])
+			every, err := e.d.Feed(ctx, feed, sample.Every)
+			if err != nil {
+				return err
+			}
+			for r, q := range reqs {
+				if feed[r] == nil {
+					continue
+				}
+				c := q.Continuations[j]
+				for m := range feed[r] {
+					k := fedTo[r] + m + 1 // the token these logits predict
+					out[r].LogProbs[j][k], out[r].Greedy[j][k] = logSoftmaxAt(every[r][m*V:(m+1)*V], c[k])
+				}
+				fedTo[r] += len(feed[r])
+			}
+		}
+		for r := range reqs {
+			if fedTo[r] > 0 {
+				e.d.Truncate(r, n0[r])
+			}
 		}
 	}
 	return nil
