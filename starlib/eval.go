@@ -617,12 +617,13 @@ func optInt(fn, name string, v starlark.Value) (any, error) {
 
 // SFTEvalTasks are default_sft_eval's tasks, as Python Marin's
 // (experiments/evals: the Open LLM Leaderboard multiple-choice tasks, MMLU
-// 5-shot, and the generation tasks). Marin also runs drop, bbh_cot_fewshot,
-// minerva_math, leaderboard_ifeval and leaderboard_math_hard, which marin's
-// registry does not ship; humaneval runs only with a code sandbox.
+// 5-shot, and the generation tasks). Marin also runs drop, minerva_math and
+// leaderboard_math_hard, which marin's registry does not ship (their
+// scoring is Python code: DROP's F1 over answer spans, SymPy's equivalence
+// of LaTeX answers); humaneval runs only with a code sandbox.
 var (
 	SFTEvalMultipleChoice = []string{"leaderboard_bbh", "leaderboard_mmlu_pro", "leaderboard_gpqa", "leaderboard_musr", "mmlu"}
-	SFTEvalGeneration     = []string{"ifeval", "gsm8k_cot"}
+	SFTEvalGeneration     = []string{"ifeval", "leaderboard_ifeval", "gsm8k_cot", "bbh_cot_fewshot"}
 )
 
 // default_sft_eval(step, resource_config=None, max_eval_instances=None,

@@ -126,7 +126,7 @@ executor_main(default_sft_eval(sft, max_eval_instances = 10))
 			}
 		}
 	}
-	want := "gsm8k_cot ifeval leaderboard_bbh leaderboard_gpqa leaderboard_mmlu_pro leaderboard_musr mmlu"
+	want := "bbh_cot_fewshot gsm8k_cot ifeval leaderboard_bbh leaderboard_gpqa leaderboard_ifeval leaderboard_mmlu_pro leaderboard_musr mmlu"
 	if got := strings.Join(sortedCopy(evals), " "); got != want {
 		t.Errorf("default_sft_eval tasks %q, want %q", got, want)
 	}

@@ -412,3 +412,77 @@ func TestUntilDefaults(t *testing.T) {
 }
 
 func fmtList(l []string) string { return strings.Join(l, "|") + fmt.Sprint(len(l)) }
+
+// TestBBHCoTFewshotShipped checks the shipped bbh_cot_fewshot task against
+// lm-eval's rules by hand: the prompt is the description, the three
+// chain-of-thought exemplars (no delimiter between "step by step.\n" and
+// the reasoning: target_delimiter "") and the question, joined by "\n\n";
+// generation stops at "</s>", "Q" or a blank line; the get-answer filter
+// keeps what follows "the answer is " up to the line's last character
+// (Python's findall with the (?<=…) lookbehind and (?=.) lookahead).
+func TestBBHCoTFewshotShipped(t *testing.T) {
+	s, err := evaltasks.Lookup("bbh_cot_fewshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Tasks) != 27 || len(s.Groups) != 1 || s.Groups[0].AggregateMetricList[0].FilterList[0] != "get-answer" {
+		t.Fatalf("bbh_cot_fewshot: %d tasks, groups %+v", len(s.Tasks), s.Groups)
+	}
+	var def *evaltasks.Task
+	for i := range s.Tasks {
+		if s.Tasks[i].Task == "bbh_cot_fewshot_boolean_expressions" {
+			def = &s.Tasks[i]
+		}
+	}
+	if def == nil {
+		t.Fatal("no bbh_cot_fewshot_boolean_expressions")
+	}
+	doc := map[string]any{"input": "True and not False is", "target": "True"}
+	tk := mcTask(t, def, []map[string]any{doc})
+	insts, err := tk.instances(doc, ContextOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := insts[0].prompt.Text
+	want0 := "Evaluate the result of a random Boolean expression.\n\nQ: not ( ( not not True ) ) is\nA: Let's think step by step.\nRemember that (i)"
+	if !strings.HasPrefix(p, want0) {
+		t.Errorf("prompt starts %q\nwant          %q", p[:min(len(p), len(want0))], want0)
+	}
+	wantEnd := "= not not False = True. So the answer is True.\n\nQ: True and not False is\nA: Let's think step by step.\n"
+	if !strings.HasSuffix(p, wantEnd) || strings.Count(p, "\nA: Let's think step by step.\n") != 4 {
+		t.Errorf("prompt ends %q\nwant        %q", p[max(0, len(p)-len(wantEnd)):], wantEnd)
+	}
+	if fmtList(insts[0].until) != fmtList([]string{"</s>", "Q", "\n\n"}) {
+		t.Errorf("until %q", insts[0].until)
+	}
+	getAnswer, err := compilePipeline(def.FilterList[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	em, err := newExactMatcher(def.MetricList[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		resp, filtered string
+		match          bool
+	}{
+		{"not False = True. So the answer is True.", "True", true},
+		{"So the answer is True", "Tru", false},                                                  // the lookahead wants one more character
+		{"So the answer is (B).\nMore", "(B)", false},                                            // against target "True"
+		{"Thus the answer is True.\n", "True", true},                                             // "." stops at the newline
+		{"the answer is True. And the answer is False.", "True. And the answer is False", false}, // greedy, one match
+		{"I cannot tell.", "[invalid]", false},
+	} {
+		v, err := applyPipeline(getAnswer, []any{c.resp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != c.filtered {
+			t.Errorf("get-answer(%q) = %q, want %q", c.resp, v, c.filtered)
+		}
+		if got := em.match(fmt.Sprint(v), "True"); got != c.match {
+			t.Errorf("exact_match(%q, \"True\") = %v", v, got)
+		}
+	}
+}

@@ -190,8 +190,12 @@ executor_main(plain, chat, code, gomlx, cpu_gen)
 			switch {
 			case task.ProcessResults == "ifeval":
 				want = []string{"prompt_level_strict_acc,none", "inst_level_strict_acc,none", "prompt_level_loose_acc,none", "inst_level_loose_acc,none"}
-			case task.Task == "gsm8k_cot":
-				want = []string{"exact_match,strict-match", "exact_match,flexible-extract"}
+			case len(task.FilterList) > 0: // gsm8k_cot's strict-match and flexible-extract, bbh_cot_fewshot's get-answer
+				for _, m := range task.MetricList {
+					for _, f := range task.FilterList {
+						want = append(want, m.Metric+","+f.Name)
+					}
+				}
 			case task.OutputType == evaltasks.LoglikelihoodRolling:
 				want = []string{"word_perplexity,none", "byte_perplexity,none", "bits_per_byte,none"}
 			default:
@@ -247,11 +251,15 @@ executor_main(plain, chat, code, gomlx, cpu_gen)
 				continue
 			}
 			for _, a := range g.AggregateMetricList {
-				if _, ok := gm[a.Metric+",none"].(float64); !ok {
-					t.Errorf("%s: group %s: %s missing", n.Step.Name, g.Group, a.Metric)
+				filter := "none"
+				if len(a.FilterList) > 0 {
+					filter = a.FilterList[0]
+				}
+				if _, ok := gm[a.Metric+","+filter].(float64); !ok {
+					t.Errorf("%s: group %s: %s,%s missing", n.Step.Name, g.Group, a.Metric, filter)
 				}
 				if a.Macro {
-					if _, ok := gm[a.Metric+"_macro,none"].(float64); !ok {
+					if _, ok := gm[a.Metric+"_macro,"+filter].(float64); !ok {
 						t.Errorf("%s: group %s: macro average missing", n.Step.Name, g.Group)
 					}
 				}

@@ -210,12 +210,23 @@ func fixtureRepos(t *testing.T) []*hubtest.Repo {
 					add(r, file(split, ""), parquetBytes(t, rows))
 				}
 			case "SaylorTwift/bbh":
+				// leaderboard_bbh (multiple choice) and bbh_cot_fewshot
+				// (generation) read the same subsets: the first to come
+				// writes a subset's rows, targets among its choices.
+				path := task.DatasetName + "/test-00000-of-00001.parquet"
+				if _, done := r.Files[path]; done {
+					break
+				}
 				var rows []bbhRow
 				choices, _ := task.DocToChoice.([]any)
 				for i := 0; i < 3; i++ {
-					rows = append(rows, bbhRow{Input: "Consider " + word(i) + " and " + word(i+2) + ". Options: ...", Target: choices[i%len(choices)].(string)})
+					target := word(i)
+					if len(choices) > 0 {
+						target = choices[i%len(choices)].(string)
+					}
+					rows = append(rows, bbhRow{Input: "Consider " + word(i) + " and " + word(i+2) + ". Options: ...", Target: target})
 				}
-				add(r, task.DatasetName+"/test-00000-of-00001.parquet", parquetBytes(t, rows))
+				add(r, path, parquetBytes(t, rows))
 			case "Idavidrein/gpqa":
 				var b strings.Builder
 				b.WriteString("Pre-Revision Question,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3,Record ID,High-level domain\n")
@@ -238,13 +249,13 @@ func fixtureRepos(t *testing.T) []*hubtest.Repo {
 						Answer: fmt.Sprintf("She has %d + %d = <<%d+%d=%d>>%d.\n#### %d", i+2, i+3, i+2, i+3, 2*i+5, 2*i+5, 2*i+5)})
 				}
 				add(r, file("test", ""), parquetBytes(t, rows))
-			case "google/IFEval":
+			case "google/IFEval", "wis-k/instruction-following-eval":
 				rows := []map[string]any{
 					{"key": 1000, "prompt": "Write a haiku about " + word(1) + " without commas.", "instruction_id_list": []any{"punctuation:no_comma"}, "kwargs": []any{map[string]any{}}},
 					{"key": 1001, "prompt": "Answer in at least 3 sentences and end with 'Is there anything else?'", "instruction_id_list": []any{"length_constraints:number_sentences", "startend:end_checker"},
 						"kwargs": []any{map[string]any{"relation": "at least", "num_sentences": 3}, map[string]any{"end_phrase": "Is there anything else?"}}},
 				}
-				add(r, file("train", ""), jsonlBytes(t, rows))
+				add(r, file("train", "ifeval_input_data.jsonl"), jsonlBytes(t, rows)) // wis-k: no split in the name
 			case "allenai/ai2_arc":
 				for _, split := range []string{"train", "validation", "test"} {
 					var rows []arcRow

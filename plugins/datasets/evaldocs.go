@@ -327,7 +327,8 @@ var splitKeywords = map[string][]string{
 // selectSplitFiles picks a split's files from a repo listing: the task's
 // data_files globs, or the Hugging Face layout rules (files under the
 // subset's directory, else under data/, else anywhere, whose path names the
-// split: "test-00000-of-00001.parquet", "piqa_validation.parquet").
+// split: "test-00000-of-00001.parquet", "piqa_validation.parquet"; when no
+// file names any split, every data file is "train").
 func selectSplitFiles(all []hfhub.File, t evalDocsTask, split string) ([]hfhub.File, error) {
 	var names []string
 	for _, f := range all {
@@ -383,19 +384,40 @@ func selectSplitFiles(all []hfhub.File, t evalDocsTask, split string) ([]hfhub.F
 		}
 	}
 	for _, w := range words {
-		re := regexp.MustCompile(`(?i)(^|[-._ 0-9/])` + regexp.QuoteMeta(w) + `([-._ 0-9/]|$)`)
-		var out []hfhub.File
-		for _, f := range pool {
-			if re.MatchString(strings.TrimPrefix(f.Path, root)) {
-				out = append(out, f)
+		if out := namingSplit(pool, root, w); len(out) > 0 {
+			return out, nil
+		}
+	}
+	// No file names any split: the datasets library reads them all as
+	// "train" (a repo holding one ifeval_input_data.jsonl).
+	if split == "train" && len(pool) > 0 {
+		named := false
+		for _, kws := range splitKeywords {
+			for _, w := range kws {
+				named = named || len(namingSplit(pool, root, w)) > 0
 			}
 		}
-		if len(out) > 0 {
+		if !named {
+			out := append([]hfhub.File(nil), pool...)
 			sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 			return out, nil
 		}
 	}
 	return nil, fmt.Errorf("no file of split %q (files: %s); give data_files", split, listSome(names, 15))
+}
+
+// namingSplit returns the files of pool whose path below root names the
+// split keyword w, sorted.
+func namingSplit(pool []hfhub.File, root, w string) []hfhub.File {
+	re := regexp.MustCompile(`(?i)(^|[-._ 0-9/])` + regexp.QuoteMeta(w) + `([-._ 0-9/]|$)`)
+	var out []hfhub.File
+	for _, f := range pool {
+		if re.MatchString(strings.TrimPrefix(f.Path, root)) {
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
 }
 
 type dataFile struct{ url, rel string }

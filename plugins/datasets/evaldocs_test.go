@@ -41,11 +41,20 @@ func TestSelectSplitFilesByLayoutRules(t *testing.T) {
 			t.Errorf("%+v %s: %v, want %s", c.task, c.split, names, c.want)
 		}
 	}
+	// No file names a split: all of them are "train", and there is no test.
+	plain := []hfhub.File{{Path: "README.md"}, {Path: "ifeval_input_data.jsonl"}, {Path: "extra.jsonl"}}
+	got, err := selectSplitFiles(plain, evalDocsTask{}, "train")
+	if err != nil || len(got) != 2 || got[0].Path != "extra.jsonl" || got[1].Path != "ifeval_input_data.jsonl" {
+		t.Errorf("unnamed files as train: %v %v", got, err)
+	}
+	if _, err := selectSplitFiles(plain, evalDocsTask{}, "test"); err == nil {
+		t.Errorf("unnamed files gave a test split")
+	}
 	if _, err := selectSplitFiles(files, evalDocsTask{}, "test"); err == nil || !strings.Contains(err.Error(), "give data_files") {
 		t.Errorf("no test split: %v", err)
 	}
 	// A data/ directory holds the splits; "dev" is a validation split.
-	got, err := selectSplitFiles([]hfhub.File{{Path: "data/dev.jsonl"}, {Path: "data/test.jsonl"}, {Path: "extra/validation.csv"}}, evalDocsTask{}, "validation")
+	got, err = selectSplitFiles([]hfhub.File{{Path: "data/dev.jsonl"}, {Path: "data/test.jsonl"}, {Path: "extra/validation.csv"}}, evalDocsTask{}, "validation")
 	if err != nil || len(got) != 1 || got[0].Path != "data/dev.jsonl" {
 		t.Errorf("data/ layout: %v %v", got, err)
 	}

@@ -187,6 +187,16 @@ func fromMap(m map[string]any) (Doc, error) {
 		return Doc{Task: &t}, nil
 	}
 	if _, isGroup := clean["group"].(string); isGroup {
+		// lm-eval's AggMetricConfig takes one filter name for a list.
+		if al, ok := clean["aggregate_metric_list"].([]any); ok {
+			for _, a := range al {
+				if am, ok := a.(map[string]any); ok {
+					if s, ok := am["filter_list"].(string); ok {
+						am["filter_list"] = []any{s}
+					}
+				}
+			}
+		}
 		var g Group
 		if err := strictJSON(clean, &g); err != nil {
 			return Doc{}, err
