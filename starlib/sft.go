@@ -26,6 +26,7 @@ var resourceConfigType = &recordType{
 		{name: "node_count", kind: kindInt, def: starlark.MakeInt(1), doc: "nodes the step runs on: slurm --nodes, kubernetes pods"},
 		{name: "pjrt_plugin", kind: kindString, optional: true, doc: "absolute path of a PJRT plugin .so for gomlx on accelerators"},
 		{name: "threads", kind: kindInt, def: starlark.MakeInt(0), doc: "CPU threads, 0 for all cores"},
+		{name: "device_memory", kind: kindString, optional: true, doc: "memory of one device, e.g. \"141GB\": planning fails when a training step's estimated peak exceeds it"},
 		// What a cluster runner (--runner slurm|kubernetes) asks its
 		// scheduler for; --resource FIELD=VALUE overrides them. The local
 		// runner ignores them. See host/runner.
@@ -97,6 +98,10 @@ var sftConfigType = &recordType{
 		{name: "z_loss_weight", kind: kindFloat, def: starlark.Float(0)},
 		{name: "lora", kind: kindAny, optional: true, doc: "LoraConfig(...): train a LoRA adapter over the frozen model instead of every parameter"},
 		{name: "resources", kind: kindAny, optional: true, nonSemantic: true, doc: "ResourceConfig / JaxDistributedConfig"},
+		// Extensions (not in Marin's SimpleSFTConfig); left out of the step's
+		// config when not given, so they move no existing output path.
+		{name: "precision", kind: kindString, optional: true, doc: "precision policy: f32, mixed, lean or Levanter's p=…,c=…,o=… (default: the engine's)"},
+		{name: "gradient_checkpointing", kind: kindBool, optional: true, nonSemantic: true, doc: "recompute each decoder layer's activations in the backward pass (default: the engine's)"},
 	},
 	validate: func(r *Record) error {
 		if r.Get("max_grad_norm") == starlark.None {
@@ -194,6 +199,11 @@ func defaultSFT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if cfg.Get("lora") == starlark.None {
 		// Absent, not null: full fine-tuning steps keep their versions.
 		delete(m, "lora")
+	}
+	for _, k := range []string{"precision", "gradient_checkpointing"} {
+		if v, ok := m[k].(graph.Unversioned); m[k] == nil || ok && v.Value == nil {
+			delete(m, k)
+		}
 	}
 	dc, err := mix.configValue()
 	if err != nil {

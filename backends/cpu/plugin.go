@@ -24,9 +24,9 @@ const Version = "0.1.0"
 var Engine = train.EngineSpec{
 	Name:    Name,
 	Devices: []string{"auto", "cpu"},
-	New: func(res train.Resources) (train.EngineFactory, error) {
-		if res.Threads > 0 {
-			kernels.SetThreads(res.Threads)
+	New: func(cfg *train.Config) (train.EngineFactory, error) {
+		if cfg.Resources.Threads > 0 {
+			kernels.SetThreads(cfg.Resources.Threads)
 		}
 		return NewEngine, nil
 	},

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
 	"github.com/marin-go/marin/backends/model/llama"
 )
 
@@ -51,6 +53,22 @@ type BenchResult struct {
 	StepTime     time.Duration
 	CompileTime  time.Duration // the first step, which compiles
 	Loss         float64
+	Precision    string // the precision policy trained in
+}
+
+// MatmulPeak measures the engine's matmul rate (FLOP/s) in the compute
+// dtype of opts' precision policy: a 4096³ product on accelerators, 256³ on
+// the CPU engine. It is what PeakFLOPS, and so MFU, is reported against.
+func MatmulPeak(opts Options) (float64, error) {
+	b, err := engine(opts)
+	if err != nil {
+		return 0, err
+	}
+	dt := dtypes.Float32
+	if opts.bf16() {
+		dt = dtypes.BFloat16
+	}
+	return matmulPeak(b, dt, opts.Engine == EngineXLA), nil
 }
 
 // Bench trains cfg from scratch for warmup+steps steps of batch×seq tokens
@@ -72,7 +90,7 @@ func Bench(ctx context.Context, cfg llama.Config, opts Options, batch, seq, warm
 	}
 	defer m.Close()
 	batches := []*llama.Batch{BenchBatch(cfg, batch, seq, 1), BenchBatch(cfg, batch, seq, 2)}
-	res := BenchResult{Params: cfg.NumParams()}
+	res := BenchResult{Params: cfg.NumParams(), Precision: m.pol.String()}
 	start := time.Now()
 	for i := range warmup {
 		if _, _, err := m.TrainStep(ctx, 1e-4, batches[i%2]); err != nil {

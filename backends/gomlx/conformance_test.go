@@ -41,3 +41,14 @@ func TestConformanceAgainstCPU(t *testing.T) {
 	conformance.RunPair(t, engineUnderTest("gomlx-go", Options{Engine: EngineGo}),
 		conformance.Engine{Name: "cpu", Train: cpu.NewEngine, Decoder: cpu.NewDecoder})
 }
+
+// TestConformanceXLAAgainstCPU is TestConformanceAgainstCPU on XLA in
+// float32, when a PJRT plugin is configured (gpucheck.sh).
+func TestConformanceXLAAgainstCPU(t *testing.T) {
+	if os.Getenv(PJRTPluginEnv) == "" {
+		t.Skipf("$%s names no PJRT plugin", PJRTPluginEnv)
+	}
+	f32 := false
+	conformance.RunPair(t, engineUnderTest("gomlx-xla", Options{Engine: EngineXLA, BF16: &f32}),
+		conformance.Engine{Name: "cpu", Train: cpu.NewEngine, Decoder: cpu.NewDecoder})
+}

@@ -204,7 +204,10 @@ func (d *Decoder) pass(tokens [][]int32, done, take []int, want sample.Want, res
 	}
 	L := m.cfg.NumHiddenLayers
 	return try(func() error {
-		args := m.paramArgs()
+		args, err := m.paramArgs()
+		if err != nil {
+			return err
+		}
 		for _, t := range append(append([]*tensors.Tensor(nil), d.k...), d.v...) {
 			dt, err := DonateTensorBuffer(t, m.backend, 0)
 			if err != nil {

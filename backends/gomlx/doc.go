@@ -9,10 +9,30 @@
 //     downloaded, float32; what CI tests;
 //   - XLA through a PJRT plugin file named by configuration on GPU/TPU
 //     (Options.PJRTPlugin, resources.pjrt_plugin or $MARIN_PJRT_PLUGIN, an
-//     absolute path), bf16 compute with float32 master weights and optimizer
-//     state, data-parallel over all local devices (or resources.num_devices):
-//     GoMLX's SPMD execution with gradients summed by AllReduce. Nothing is
+//     absolute path), over all local devices (or resources.num_devices):
+//     the weights and optimizer state sharded FSDP-style and the batch split
+//     by rows, with GoMLX's AutoSharding (sharding.go). Nothing is
 //     downloaded; without a plugin it fails saying so.
+//
+// # Memory
+//
+// A precision policy (Options.Precision, the step's precision key:
+// train.Precision) sets the dtypes of the weights, the compute and AdamW's
+// moments: float32 on the CPU engine by default, "mixed" (float32 weights
+// and moments, bf16 compute) on XLA, or "lean": bf16 weights updated with
+// Kahan compensation (a bf16 buffer keeps what each update's rounding lost),
+// bf16 compute and moments. Updates are computed in float32 whatever the
+// state's dtypes, and gradients summed over micro-batches accumulate in
+// float32. Checkpoints hold float32 weights (bf16 weight plus its
+// compensation, from which New restores both) and moments, so runs move
+// between policies, engines and device counts at any checkpoint.
+// Activation checkpointing (Options.Checkpointing, gradient_checkpointing;
+// on by default on XLA) recomputes each decoder layer in the backward pass
+// (remat.go). A LoRA adapter (lora.go) trains under the same policy: its
+// factors in the weight dtype (bf16 with compensation under lean), the
+// frozen base in the compute dtype, checkpointing recomputing the adapted
+// projections with their layer. backends/train's PlanMemory estimates a step's peak per
+// device; TestMemoryPlanMatchesMeasuredPeak measures it on the CPU engine.
 //
 // The model's definitions are backends/model's, shared with the cpu
 // engine: llama.Config (parsing, defaults, validation), llama.Params'
@@ -36,7 +56,9 @@
 // Model.NewDecoder (or DecoderFactory, from llama.Params) gives a
 // sample.Decoder: rows of sequences with a key/value cache on device 0.
 // Plugin is the built-in "gomlx" backend plugin (gomlx/train,
-// gomlx/generate). gpucheck.sh measures throughput and MFU on a GPU.
+// gomlx/generate). gpucheck.sh runs the checks that need a GPU
+// (conformance on XLA, throughput and MFU, an 8B fine-tune's memory, the
+// hf/ export in transformers) and writes their figures.
 //
 // # GoMLX v0.26.0 workarounds
 //

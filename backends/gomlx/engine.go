@@ -9,9 +9,12 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gomlx/go-xla/pkg/pjrt"
 	gobackends "github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego" // the pure-Go engine, registered as "go"
 	"github.com/gomlx/gomlx/backends/xla"
+
+	"github.com/marin-go/marin/backends/train"
 )
 
 // Engine names accepted in Options.Engine.
@@ -37,18 +40,48 @@ type Options struct {
 	// PJRTPlugin is the absolute path of the PJRT plugin (.so) for EngineXLA;
 	// empty means $MARIN_PJRT_PLUGIN. Nothing is ever downloaded.
 	PJRTPlugin string
-	// BF16 computes in bfloat16 with float32 master weights and optimizer
-	// state. Default: on for EngineXLA, off for EngineGo (the pure-Go engine
-	// only emulates bf16, so it is slower there, not faster).
+	// Precision is the precision policy (train.Precision: the dtypes of
+	// weights, compute and AdamW's moments; bf16 weights get Kahan-
+	// compensated updates). Zero means the engine's default: float32 on
+	// EngineGo, "mixed" (float32 weights and moments, bf16 compute) on
+	// EngineXLA, unless BF16 says otherwise.
+	Precision train.Precision
+	// BF16, when Precision is zero, chooses between "mixed" (true) and
+	// float32 (false). Default: on for EngineXLA, off for EngineGo (the
+	// pure-Go engine only emulates bf16, so it is slower there, not faster).
 	BF16 *bool
-	// Devices is how many of the engine's devices to train on,
-	// data-parallel (resources.num_devices); 0 means all of them.
+	// Checkpointing recomputes each decoder layer's activations in the
+	// backward pass instead of keeping them (nil: on for EngineXLA, off for
+	// EngineGo).
+	Checkpointing *bool
+	// Devices is how many of the engine's devices to train on
+	// (resources.num_devices); 0 means all of them. Over several devices
+	// the weights and optimizer state are sharded (FSDP) and the batch is
+	// split, with GoMLX's AutoSharding on XLA.
 	Devices int
 }
 
-func (o Options) bf16() bool {
+// policy is the precision policy o resolves to.
+func (o Options) policy() train.Precision {
+	if o.Precision != (train.Precision{}) {
+		return o.Precision
+	}
+	bf := o.Engine == EngineXLA
 	if o.BF16 != nil {
-		return *o.BF16
+		bf = *o.BF16
+	}
+	if bf {
+		return train.PrecisionMixed
+	}
+	return train.PrecisionF32
+}
+
+func (o Options) bf16() bool { return o.policy().Compute == train.BF16 }
+
+// checkpointing says whether o recomputes activations.
+func (o Options) checkpointing() bool {
+	if o.Checkpointing != nil {
+		return *o.Checkpointing
 	}
 	return o.Engine == EngineXLA
 }
@@ -101,6 +134,10 @@ func engine(o Options) (gobackends.Backend, error) {
 	var b gobackends.Backend
 	err = try(func() error {
 		var err error
+		if p, ok := strings.CutPrefix(cfg, "xla:"); ok && noPreallocation() {
+			b, err = xla.NewWithOptions(p, pjrt.NamedValuesMap{"preallocate": false})
+			return err
+		}
 		b, err = gobackends.NewWithConfig(cfg)
 		return err
 	})
@@ -109,6 +146,17 @@ func engine(o Options) (gobackends.Backend, error) {
 	}
 	engines[cfg] = b
 	return b, nil
+}
+
+// PreallocateEnv, set to false, keeps XLA from reserving most of the
+// accelerator's memory when it starts (its default), so that what the
+// device reports in use is what training holds: gpucheck.sh measures peak
+// memory that way.
+const PreallocateEnv = "MARIN_XLA_PREALLOCATE"
+
+func noPreallocation() bool {
+	v := strings.ToLower(os.Getenv(PreallocateEnv))
+	return v == "false" || v == "0" || v == "no"
 }
 
 // hermeticEnv stops GoMLX from downloading anything and, for CUDA PJRT

@@ -28,7 +28,7 @@ import (
 
 // loraPair is an adapted projection's factors in a graph.
 type loraPair struct {
-	a, b  *Node // [r, in], [out, r] float32
+	a, b  *Node // [r, in], [out, r] in the policy's weight dtype
 	layer int
 	kind  lora.Kind
 }
@@ -50,9 +50,19 @@ func (m *modelGraph) addLoRA(y, x *Node, name string) *Node {
 	if m.drop != nil {
 		xd = m.dropout(xd, p.layer, p.kind)
 	}
-	u := dotGeneral(xd, []int{xd.Rank() - 1}, nil, p.a, []int{1}, nil) // [..., r]
-	d := dotGeneral(u, []int{u.Rank() - 1}, nil, p.b, []int{1}, nil)   // [..., out]
+	// The factors are float32, or bf16 under the lean policy (with their
+	// Kahan compensation outside the graph): the update is float32 either way.
+	a, b := asFloat32(p.a), asFloat32(p.b)
+	u := dotGeneral(xd, []int{xd.Rank() - 1}, nil, a, []int{1}, nil) // [..., r]
+	d := dotGeneral(u, []int{u.Rank() - 1}, nil, b, []int{1}, nil)   // [..., out]
 	return Add(y, ConvertDType(MulScalar(d, m.loraScale), y.DType()))
+}
+
+func asFloat32(x *Node) *Node {
+	if x.DType() != dtypes.Float32 {
+		return ConvertDType(x, dtypes.Float32)
+	}
+	return x
 }
 
 // dropout zeroes x's elements [..., in] that lora's mask drops for
@@ -117,15 +127,13 @@ func NewLoRA(base *llama.Params, a *lora.Adapter, opts Options, seed int64) (*Mo
 			frozen = append(frozen, t)
 		}
 	}
-	for range ndev {
-		r := &replica{}
-		for _, t := range a.Tensors() {
-			r.params = append(r.params, tensors.FromFlatDataAndDimensions(append([]float32(nil), t.Data...), t.Shape...))
-		}
+	if err := m.placeTrained(a.Tensors(), ndev); err != nil {
+		return nil, err
+	}
+	for _, r := range m.dev {
 		for _, t := range frozen {
 			r.frozen = append(r.frozen, m.frozenTensor(t))
 		}
-		m.dev = append(m.dev, r)
 	}
 	return m, nil
 }
@@ -189,7 +197,7 @@ func (m *Model) Adapter() (*lora.Adapter, error) {
 		return nil, nil
 	}
 	a := m.adapter.ZerosLike()
-	if err := m.copyOut(m.dev[0].params, a.Tensors()); err != nil {
+	if err := m.copyOut(a.Tensors()); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -198,7 +206,7 @@ func (m *Model) Adapter() (*lora.Adapter, error) {
 // mergedParams is the base with the current adapter merged (host).
 func (m *Model) mergedParams() (*llama.Params, error) {
 	a := m.adapter.ZerosLike()
-	if err := m.copyOut(m.dev[0].params, a.Tensors()); err != nil {
+	if err := m.copyOut(a.Tensors()); err != nil {
 		return nil, err
 	}
 	return a.Merge(m.base)

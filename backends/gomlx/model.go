@@ -165,17 +165,27 @@ func (m *modelGraph) hidden(b batchNodes) *Node {
 // l's attention block (o_proj included) on its normed input x, p its
 // parameters' prefix.
 func (m *modelGraph) layers(tokens *Node, attn func(l int, x *Node, p string) *Node) *Node {
+	h := m.embed(tokens)
+	for l := range m.cfg.NumHiddenLayers {
+		h = m.block(l, h, attn)
+	}
+	return h
+}
+
+// embed looks tokens [B, S] up: [B, S, D] in the compute dtype.
+func (m *modelGraph) embed(tokens *Node) *Node {
 	dims := tokens.Shape().Dimensions
 	B, S := dims[0], dims[1]
 	emb := m.params["model.embed_tokens.weight"]
-	h := Gather(emb, Reshape(tokens, B, S, 1)) // [B, S, D] float32
-	h = ConvertDType(h, m.cd)
-	for l := range m.cfg.NumHiddenLayers {
-		p := "model.layers." + itoa(l) + "."
-		h = Add(h, attn(l, m.rmsNorm(h, p+"input_layernorm.weight"), p+"self_attn."))
-		h = Add(h, m.mlp(m.rmsNorm(h, p+"post_attention_layernorm.weight"), p+"mlp."))
-	}
-	return h
+	h := Gather(emb, Reshape(tokens, B, S, 1)) // [B, S, D]
+	return ConvertDType(h, m.cd)
+}
+
+// block is decoder layer l on its input h [B, S, D].
+func (m *modelGraph) block(l int, h *Node, attn func(l int, x *Node, p string) *Node) *Node {
+	p := "model.layers." + itoa(l) + "."
+	h = Add(h, attn(l, m.rmsNorm(h, p+"input_layernorm.weight"), p+"self_attn."))
+	return Add(h, m.mlp(m.rmsNorm(h, p+"post_attention_layernorm.weight"), p+"mlp."))
 }
 
 // logits returns float32 logits for h [..., D].
@@ -191,10 +201,15 @@ func (m *modelGraph) logits(h *Node) *Node {
 // lossSum returns the objective Σ mask·(nll + zLoss·logsumexp²), the
 // cross-entropy Σ mask·nll alone, and Σ mask.
 func (m *modelGraph) lossSum(b batchNodes) (objective, ce, count *Node) {
+	return m.lossFrom(m.hidden(b), b)
+}
+
+// lossFrom is lossSum given the final normed hidden states [B, S, D].
+func (m *modelGraph) lossFrom(hidden *Node, b batchNodes) (objective, ce, count *Node) {
 	dims := b.tokens.Shape().Dimensions
 	N := dims[0] * dims[1]
 	V := m.cfg.VocabSize
-	logits := Reshape(m.logits(m.hidden(b)), N, V)
+	logits := Reshape(m.logits(hidden), N, V)
 	mx := StopGradient(ReduceAndKeep(logits, ReduceMax, -1))
 	lse := Add(Log(ReduceSum(Exp(Sub(logits, BroadcastToDims(mx, N, V))), -1)), Reshape(mx, N))
 	rows := Iota(logits.Graph(), shapes.Make(dtypes.Int32, N, 1), 0)

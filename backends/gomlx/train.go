@@ -17,6 +17,7 @@ import (
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/model/optim"
+	"github.com/marin-go/marin/backends/train"
 )
 
 // Model is a Llama model on a GoMLX engine with its AdamW state; it is
@@ -32,32 +33,44 @@ type Model struct {
 	// rope holds the cpu engine's float32 cos/sin tables (llama.RopeTable),
 	// grown to the positions used, so both engines rotate identically.
 	rope *llama.RopeTable
-	cd   dtypes.DType
+	// The precision policy: compute (cd), weight (pd) and moment (od)
+	// dtypes; bf16 weights carry a Kahan compensation buffer (kahan).
+	pol        train.Precision
+	cd, pd, od dtypes.DType
+	kahan      bool
+	// ckpt recomputes each decoder layer's activations in the backward
+	// pass (remat.go).
+	ckpt bool
 
-	// dev holds one copy of the training state per device used; training
-	// runs data-parallel over them (SPMD, gradients summed by AllReduce),
-	// and dev[0] serves reads, evaluation and decoding.
+	// dev holds each device's part of the training state: the whole of it
+	// on one device; over several, the shards of each tensor (FSDP, shard
+	// laid out by shard), training with GoMLX's AutoSharding.
 	dev   []*replica
-	mesh  *distributed.DeviceMesh // nil on one device
-	steps int                     // optimizer steps applied
+	shard *sharding // nil on one device
+	// full caches the whole weights gathered on the host when sharded, for
+	// the graphs that run on device 0 (evaluation, Grads, decoding);
+	// dropped by every update.
+	full  []*tensors.Tensor
+	steps int // optimizer steps applied
 
 	adamw optim.AdamWConfig
 	// zLoss adds zLoss·logsumexp² per trained token to the objective
 	// (Levanter's z_loss_weight); 0: none.
 	zLoss float64
 	// Run on every device: the fused step, and gradient accumulation's
-	// three graphs.
-	stepExec, gradAccExec, accExec, applyExec *Exec
+	// three graphs (the first micro-batch's gradients, each later one's
+	// added to them, the update).
+	stepExec, gradFirstExec, gradAccExec, applyExec *Exec
 	// Run on device 0.
 	gradExec, logitsX, evalX *Exec
 	closed                   bool
 
 	// LoRA (lora.go): specs are the adapter's tensors, trained; frozen the
 	// base's (all of them but those the adapter trains in full), which
-	// every graph takes after its other inputs. adapter holds the layout
-	// (its values are on the devices), base the caller's host weights (for
-	// merged exports), seed the run's dropout key. All nil/zero for full
-	// fine-tuning.
+	// every graph takes after its other inputs, replicated on every device.
+	// adapter holds the layout (its values are on the devices), base the
+	// caller's host weights (for merged exports), seed the run's dropout
+	// key. All nil/zero for full fine-tuning.
 	adapter *lora.Adapter
 	base    *llama.Params
 	frozen  []paramSpec
@@ -74,13 +87,24 @@ type paramSpec struct {
 
 // replica is one device's training state, in specs order.
 type replica struct {
-	params []*tensors.Tensor // float32 master weights
+	params []*tensors.Tensor // weights in the policy's dtype (float32 master weights by default)
 	m, v   []*tensors.Tensor // Adam moments; nil before the first step
+	comp   []*tensors.Tensor // Kahan compensation of bf16 weights (nil otherwise)
 	frozen []*tensors.Tensor // LoRA: the base's tensors (compute dtype), in frozen order
 }
 
+// all is the state a step takes and returns: weights, moments and
+// compensation.
 func (r *replica) all() []*tensors.Tensor {
-	return append(append(append([]*tensors.Tensor(nil), r.params...), r.m...), r.v...)
+	return append(append(append(append([]*tensors.Tensor(nil), r.params...), r.m...), r.v...), r.comp...)
+}
+
+// nState is how many state tensors per parameter a step takes.
+func (m *Model) nState() int {
+	if m.kahan {
+		return 4
+	}
+	return 3
 }
 
 // New places a model with params' weights on the engine chosen by opts.
@@ -96,18 +120,15 @@ func New(params *llama.Params, opts Options) (*Model, error) {
 		}
 		m.specs = append(m.specs, paramSpec{name: t.Name, shape: t.Shape, decay: optim.LevanterWeightDecay(t.Name)})
 	}
-	for range ndev {
-		r := &replica{}
-		for _, t := range params.Tensors() {
-			r.params = append(r.params, tensors.FromFlatDataAndDimensions(append([]float32(nil), t.Data...), t.Shape...))
-		}
-		m.dev = append(m.dev, r)
+	if err := m.placeTrained(params.Tensors(), ndev); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// newModel starts a model for cfg on the engine opts chooses, with no
-// tensors yet; it returns how many devices it trains on.
+// newModel starts a model for cfg on the engine opts chooses, with its
+// precision policy and no tensors yet; it returns how many devices it
+// trains on.
 func newModel(cfg llama.Config, opts Options) (*Model, int, error) {
 	cfg = cfg.Normalized()
 	if err := cfg.Validate(); err != nil {
@@ -117,10 +138,10 @@ func newModel(cfg llama.Config, opts Options) (*Model, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	m := &Model{cfg: cfg, opts: opts, backend: b, rope: llama.NewRopeTable(cfg, 0), cd: dtypes.Float32, adamw: optim.DefaultAdamW()}
-	if opts.bf16() {
-		m.cd = dtypes.BFloat16
-	}
+	pol := opts.policy()
+	m := &Model{cfg: cfg, opts: opts, backend: b, rope: llama.NewRopeTable(cfg, 0), adamw: optim.DefaultAdamW(),
+		pol: pol, cd: gomlxDType(pol.Compute), pd: gomlxDType(pol.Params), od: gomlxDType(pol.Optimizer),
+		kahan: pol.Compensated(), ckpt: opts.checkpointing()}
 	ndev := b.NumDevices()
 	if opts.Devices > 0 {
 		if opts.Devices > ndev {
@@ -128,12 +149,102 @@ func newModel(cfg llama.Config, opts Options) (*Model, int, error) {
 		}
 		ndev = opts.Devices
 	}
+	return m, ndev, nil
+}
+
+// placeTrained lays the trained tensors (m.specs' values) out over ndev
+// devices in the policy's dtype: whole on one device, sharded over
+// several.
+func (m *Model) placeTrained(ts []*llama.Tensor, ndev int) error {
 	if ndev > 1 {
-		if m.mesh, err = distributed.NewDeviceMesh([]int{ndev}, []string{"data"}); err != nil {
-			return nil, 0, fmt.Errorf("gomlx: device mesh: %w", err)
+		var err error
+		if m.shard, err = newSharding(ndev, m.specs); err != nil {
+			return err
 		}
 	}
-	return m, ndev, nil
+	m.dev = make([]*replica, ndev)
+	for d := range m.dev {
+		m.dev[d] = &replica{}
+	}
+	return try(func() error {
+		for i, t := range ts {
+			ws, err := m.place(i, hostTensor(t.Data, t.Shape, dtypes.Float32))
+			if err != nil {
+				return err
+			}
+			for d, r := range m.dev {
+				r.params = append(r.params, ws[d])
+			}
+		}
+		if m.kahan {
+			return m.splitWeights()
+		}
+		return nil
+	})
+}
+
+// splitWeights turns the float32 weights just placed into bf16 weights and
+// their Kahan compensation w - bf16(w), on the engine (so with its own
+// rounding: Params writes their sum, and this gives them back exactly).
+func (m *Model) splitWeights() error {
+	P := len(m.specs)
+	var pspecs []*distributed.ShardingSpec
+	if m.shard != nil {
+		pspecs = m.shard.param
+	}
+	e, err := m.meshExec("split_weights", pspecs, concatSpecs(pspecs, pspecs), func(g *Graph, in []*Node) []*Node {
+		out := make([]*Node, 2*P)
+		for i, w := range in {
+			p := ConvertDType(w, m.pd)
+			out[i] = p
+			out[P+i] = ConvertDType(Sub(w, ConvertDType(p, dtypes.Float32)), dtypes.BFloat16)
+		}
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	defer e.Finalize()
+	var args []any
+	for d, r := range m.dev {
+		don, err := m.donated(d, r.params)
+		if err != nil {
+			return err
+		}
+		args = append(args, don...)
+	}
+	out, err := e.Exec(args...)
+	if err != nil {
+		return err
+	}
+	for d, r := range m.dev {
+		o := out[d*2*P : (d+1)*2*P]
+		r.params, r.comp = o[:P], o[P:]
+	}
+	return nil
+}
+
+// place lays host tensor t of parameter i out over the devices: t itself
+// on one device, its shards over several.
+func (m *Model) place(i int, t *tensors.Tensor) ([]*tensors.Tensor, error) {
+	if m.shard == nil {
+		return []*tensors.Tensor{t}, nil
+	}
+	return m.shard.split(i, t)
+}
+
+// gather returns the whole of parameter i's state tensors, one per device
+// (device 0's tensor itself on one device, merged shards on the host
+// otherwise).
+func (m *Model) gather(i int, perDevice func(r *replica) *tensors.Tensor) (*tensors.Tensor, error) {
+	if m.shard == nil {
+		return perDevice(m.dev[0]), nil
+	}
+	shards := make([]*tensors.Tensor, len(m.dev))
+	for d, r := range m.dev {
+		shards[d] = perDevice(r)
+	}
+	return m.shard.merge(i, shards)
 }
 
 // Devices returns how many devices the model trains on.
@@ -161,7 +272,7 @@ func (m *Model) SetAdamW(c optim.AdamWConfig, zLossWeight float64) {
 	if c != m.adamw || zLossWeight != m.zLoss {
 		m.adamw, m.zLoss = c, zLossWeight
 		// The graphs bake the hyper-parameters in.
-		m.stepExec, m.gradAccExec, m.applyExec, m.gradExec, m.evalX = nil, nil, nil, nil, nil
+		m.stepExec, m.gradFirstExec, m.gradAccExec, m.applyExec, m.gradExec, m.evalX = nil, nil, nil, nil, nil, nil
 	}
 }
 
@@ -174,7 +285,7 @@ func (m *Model) Close() error {
 	}
 	m.closed = true
 	return try(func() error {
-		for _, e := range []*Exec{m.stepExec, m.gradAccExec, m.accExec, m.applyExec, m.gradExec, m.logitsX, m.evalX} {
+		for _, e := range []*Exec{m.stepExec, m.gradFirstExec, m.gradAccExec, m.applyExec, m.gradExec, m.logitsX, m.evalX} {
 			if e != nil {
 				e.Finalize()
 			}
@@ -184,6 +295,7 @@ func (m *Model) Close() error {
 				t.FinalizeAll()
 			}
 		}
+		finalize(m.full)
 		return nil
 	})
 }
@@ -279,56 +391,106 @@ func (m *Model) graphOf(params, frozen []*Node, drop *dropNodes) *modelGraph {
 }
 
 // gradsGraph returns the objective's sum, the cross-entropy's sum, Σ mask
-// and the objective's gradient with respect to the trained tensors.
+// and the objective's gradient with respect to the trained tensors (in
+// their dtype), recomputing each layer's activations in the backward pass
+// when the model checkpoints.
 func (m *Model) gradsGraph(params, frozen []*Node, b batchNodes, drop *dropNodes) (obj, ce, count *Node, grads []*Node) {
+	if m.ckpt {
+		return m.checkpointedGrads(params, frozen, b, drop)
+	}
 	obj, ce, count = m.graphOf(params, frozen, drop).lossSum(b)
 	return obj, ce, count, Gradient(obj, params...)
 }
 
-// applyGraph is the AdamW update of grads (sums over count tokens).
-func (m *Model) applyGraph(params, mom, vel, grads []*Node, count, lr, bc1, bc2 *Node) (newP, newM, newV []*Node, norm *Node) {
+// gradsOutputs is the gradient graph's body over inputs [P trained][batch
+// and dropout][frozen]: the gradients (float32), then objective, count and
+// cross-entropy sums.
+func (m *Model) gradsOutputs(in []*Node, P int) []*Node {
+	nb := m.numTrainInputs()
+	bn, drop := asBatch(in[P:P+numBatchInputs]), m.dropNodesOf(in[P+numBatchInputs:P+nb])
+	obj, ce, count, grads := m.gradsGraph(in[:P], in[P+nb:], bn, drop)
+	for i, g := range grads {
+		grads[i] = ConvertDType(g, dtypes.Float32)
+	}
+	return append(grads, obj, count, ce)
+}
+
+// applyGraph is the AdamW update of grads (sums over count tokens, any
+// float dtype), computed in float32 whatever the state's dtypes: the new
+// weights, moments and (bf16 weights) Kahan compensation, and the
+// gradient's global norm.
+func (m *Model) applyGraph(params, mom, vel, comp, grads []*Node, count, lr, bc1, bc2 *Node) (newP, newM, newV, newC []*Node, norm *Node) {
 	o := m.adamw
 	g0 := count.Graph()
+	f32 := func(x *Node) *Node {
+		if x.DType() != dtypes.Float32 {
+			return ConvertDType(x, dtypes.Float32)
+		}
+		return x
+	}
 	inv := Inverse(Max(count, ScalarOne(g0, dtypes.Float32)))
-	gs := make([]*Node, len(grads))
+	// The global norm of the mean gradient, one tensor at a time.
 	var sq *Node
-	for i, g := range grads {
-		gs[i] = Mul(g, inv)
-		s := ReduceAllSum(Square(gs[i]))
+	for _, g := range grads {
+		s := ReduceAllSum(Square(f32(g)))
 		if sq == nil {
 			sq = s
 		} else {
 			sq = Add(sq, s)
 		}
 	}
-	norm = Sqrt(sq)
+	norm = Mul(Sqrt(sq), inv)
+	// Mean and clipping fold into one factor (optax.clip_by_global_norm:
+	// keep when norm < max, else g/norm·max), so each tensor's update
+	// below runs on its own and no second copy of the gradients exists.
+	scale := inv
 	if o.MaxGradNorm > 0 {
-		// optax.clip_by_global_norm: keep when norm < max, else g/norm·max.
 		keep := LessThan(norm, Scalar(g0, dtypes.Float32, o.MaxGradNorm))
-		for i, g := range gs {
-			clipped := MulScalar(Div(g, norm), o.MaxGradNorm)
-			gs[i] = Where(keep, g, clipped)
-		}
+		scale = Where(keep, inv, Div(MulScalar(inv, o.MaxGradNorm), norm))
 	}
-	for i, g := range gs {
-		mi := Add(MulScalar(mom[i], o.Beta1), MulScalar(g, 1-o.Beta1))
-		vi := Add(MulScalar(vel[i], o.Beta2), MulScalar(Square(g), 1-o.Beta2))
+	for i, gr := range grads {
+		g := Mul(f32(gr), scale)
+		mi := Add(MulScalar(f32(mom[i]), o.Beta1), MulScalar(g, 1-o.Beta1))
+		vi := Add(MulScalar(f32(vel[i]), o.Beta2), MulScalar(Square(g), 1-o.Beta2))
 		mhat := Div(mi, bc1)
 		vhat := Div(vi, bc2)
 		u := Div(mhat, AddScalar(Sqrt(vhat), o.Epsilon))
+		p32 := f32(params[i])
 		if m.specs[i].decay && o.WeightDecay != 0 {
-			u = Add(u, MulScalar(params[i], o.WeightDecay))
+			u = Add(u, MulScalar(p32, o.WeightDecay))
 		}
-		newP = append(newP, Sub(params[i], Mul(u, lr)))
-		newM = append(newM, mi)
-		newV = append(newV, vi)
+		step := Neg(Mul(u, lr))
+		if m.kahan {
+			// Kahan summation: add back what earlier updates lost to
+			// rounding, round, and keep what this one loses.
+			y := Add(step, f32(comp[i]))
+			t := Add(p32, y)
+			p := ConvertDType(t, m.pd)
+			newP = append(newP, p)
+			newC = append(newC, ConvertDType(Sub(t, f32(p)), dtypes.BFloat16))
+		} else {
+			newP = append(newP, ConvertDType(Add(p32, step), m.pd))
+		}
+		newM = append(newM, ConvertDType(mi, m.od))
+		newV = append(newV, ConvertDType(vi, m.od))
 	}
-	return newP, newM, newV, norm
+	return newP, newM, newV, newC, norm
 }
 
-// exec builds an Exec running fn on device 0, or with spmd on every
-// device of the mesh (each with its own inputs, device-major).
-func (m *Model) exec(name string, spmd bool, fn func(g *Graph, in []*Node) []*Node) (*Exec, error) {
+// exec builds an Exec running fn on device 0 (onMesh false), or a training
+// graph over every device (meshExec with no sharding).
+func (m *Model) exec(name string, onMesh bool, fn func(g *Graph, in []*Node) []*Node) (*Exec, error) {
+	if onMesh && m.shard != nil {
+		return nil, fmt.Errorf("gomlx: graph %s over a sharded model needs its shardings (meshExec)", name)
+	}
+	return m.meshExec(name, nil, nil, fn)
+}
+
+// meshExec builds an Exec running fn on one device or, on a sharded model,
+// over every device with GoMLX's AutoSharding: in and out give each
+// input's and output's sharding (nil: replicated), and the inputs are
+// passed shard by shard, device-major.
+func (m *Model) meshExec(name string, in, out []*distributed.ShardingSpec, fn func(g *Graph, in []*Node) []*Node) (*Exec, error) {
 	var e *Exec
 	err := try(func() error {
 		var err error
@@ -339,8 +501,8 @@ func (m *Model) exec(name string, spmd bool, fn func(g *Graph, in []*Node) []*No
 		})
 		if err == nil {
 			e = e.WithName(name)
-			if spmd && m.mesh != nil {
-				e = e.SPMD(m.mesh)
+			if m.shard != nil && (in != nil || out != nil) {
+				e = e.AutoSharding(m.shard.mesh).WithInputShardingSpecs(in...).WithOutputShardingSpecs(out...)
 			}
 		}
 		return err
@@ -348,24 +510,7 @@ func (m *Model) exec(name string, spmd bool, fn func(g *Graph, in []*Node) []*No
 	return e, err
 }
 
-// allReduce sums nodes over the devices of a data-parallel graph.
-func allReduce(g *Graph, nodes []*Node) []*Node {
-	if g.NumDevices() <= 1 {
-		return nodes
-	}
-	return g.Distributed().AllReduce(nodes, gobackends.ReduceOpSum)
-}
-
-// reducedApply sums the local gradient and loss sums over devices and
-// applies AdamW; every device computes the same update.
-func (m *Model) reducedApply(g *Graph, params, mom, vel, grads []*Node, obj, count, ce, lr, bc1, bc2 *Node) []*Node {
-	P := len(params)
-	red := allReduce(g, append(append([]*Node(nil), grads...), obj, count, ce))
-	np, nm, nv, norm := m.applyGraph(params, mom, vel, red[:P], red[P+1], lr, bc1, bc2)
-	return append(append(append(np, nm...), nv...), red[P], red[P+1], norm, red[P+2])
-}
-
-// split divides b's rows among the devices.
+// split divides b's rows among the devices (AutoSharding's batch shards).
 func (m *Model) split(b *llama.Batch) ([]*llama.Batch, error) {
 	n := len(m.dev)
 	if n == 1 {
@@ -380,6 +525,52 @@ func (m *Model) split(b *llama.Batch) ([]*llama.Batch, error) {
 		out[d] = b.Rows(d*rows, rows)
 	}
 	return out, nil
+}
+
+// Sharding specs of the graphs' inputs and outputs (nil on one device).
+func (m *Model) stateSpecs() []*distributed.ShardingSpec {
+	if m.shard == nil {
+		return nil
+	}
+	var out []*distributed.ShardingSpec
+	for range m.nState() {
+		out = append(out, m.shard.param...)
+	}
+	return out
+}
+
+// batchSpecs are a training pass's batch inputs (split by rows) and its
+// dropout inputs (replicated).
+func (m *Model) batchSpecs() []*distributed.ShardingSpec {
+	if m.shard == nil {
+		return nil
+	}
+	out := make([]*distributed.ShardingSpec, numBatchInputs, m.numTrainInputs())
+	for i := range out {
+		out[i] = m.shard.batch
+	}
+	return replicated(out, m.numDrop())
+}
+
+// frozenSpecs are the frozen base's inputs (replicated).
+func (m *Model) frozenSpecs() []*distributed.ShardingSpec {
+	if m.shard == nil {
+		return nil
+	}
+	return make([]*distributed.ShardingSpec, len(m.frozen))
+}
+
+// replicated returns n replicated specs (nil) after specs.
+func replicated(specs []*distributed.ShardingSpec, n int) []*distributed.ShardingSpec {
+	return append(specs, make([]*distributed.ShardingSpec, n)...)
+}
+
+func concatSpecs(parts ...[]*distributed.ShardingSpec) []*distributed.ShardingSpec {
+	var out []*distributed.ShardingSpec
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 // TrainStep applies one AdamW step at learning rate lr on the mean
@@ -416,12 +607,26 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...*llama.Batch
 		return llama.LossResult{}, info, err
 	}
 	P := len(m.specs)
-	for _, r := range m.dev {
-		if r.m == nil {
-			for _, s := range m.specs {
-				r.m = append(r.m, tensors.FromShape(shapes.Make(dtypes.Float32, s.shape...)))
-				r.v = append(r.v, tensors.FromShape(shapes.Make(dtypes.Float32, s.shape...)))
+	if m.dev[0].m == nil {
+		err := try(func() error {
+			for i, s := range m.specs {
+				zeros := tensors.FromShape(shapes.Make(m.od, s.shape...))
+				ms, err := m.place(i, zeros)
+				if err != nil {
+					return err
+				}
+				vs, err := m.place(i, tensors.FromShape(shapes.Make(m.od, s.shape...)))
+				if err != nil {
+					return err
+				}
+				for d, r := range m.dev {
+					r.m, r.v = append(r.m, ms[d]), append(r.v, vs[d])
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return llama.LossResult{}, info, err
 		}
 	}
 	t := float64(m.steps + 1)
@@ -432,7 +637,7 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...*llama.Batch
 			tensors.FromValue(float32(1 - math.Pow(m.adamw.Beta2, t))),
 		}
 	}
-	var outs []*tensors.Tensor // device-major: per device 3P+4
+	var outs []*tensors.Tensor // device-major: per device nState·P+4
 	err := try(func() error {
 		var err error
 		if len(micro) == 1 {
@@ -445,12 +650,18 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...*llama.Batch
 	if err != nil {
 		return llama.LossResult{}, info, fmt.Errorf("gomlx: train step %d: %w", m.steps+1, err)
 	}
-	per := 3*P + 4
+	ns := m.nState()
+	per := ns*P + 4
+	finalize(m.full)
+	m.full = nil
 	for d, r := range m.dev {
 		o := outs[d*per : (d+1)*per]
 		r.params, r.m, r.v = o[:P], o[P:2*P], o[2*P:3*P]
+		if m.kahan {
+			r.comp = o[3*P : 4*P]
+		}
 		if d > 0 {
-			for _, t := range o[3*P:] {
+			for _, t := range o[ns*P:] {
 				t.FinalizeAll()
 			}
 		}
@@ -458,21 +669,22 @@ func (m *Model) TrainStep(ctx context.Context, lr float64, micro ...*llama.Batch
 	m.steps++
 	var res llama.LossResult
 	err = try(func() error {
-		obj := float64(tensors.ToScalar[float32](outs[3*P]))
-		cnt := float64(tensors.ToScalar[float32](outs[3*P+1]))
-		ce := float64(tensors.ToScalar[float32](outs[3*P+3]))
+		o := outs[ns*P:]
+		obj := float64(tensors.ToScalar[float32](o[0]))
+		cnt := float64(tensors.ToScalar[float32](o[1]))
+		ce := float64(tensors.ToScalar[float32](o[3]))
 		res = llama.LossResult{Loss: ce, ZLoss: obj - ce, Count: int(cnt)}
-		info.GradNorm = float64(tensors.ToScalar[float32](outs[3*P+2]))
+		info.GradNorm = float64(tensors.ToScalar[float32](o[2]))
 		return nil
 	})
 	info.Clipped = m.adamw.MaxGradNorm > 0 && !(info.GradNorm < m.adamw.MaxGradNorm)
 	return res, info, err
 }
 
-// donatedState returns device d's params, m and v donated to the next execution.
-func (m *Model) donatedState(d int) ([]any, error) {
+// donated returns ts (device d's) donated to the next execution.
+func (m *Model) donated(d int, ts []*tensors.Tensor) ([]any, error) {
 	var out []any
-	for _, t := range m.dev[d].all() {
+	for _, t := range ts {
 		dt, err := DonateTensorBuffer(t, m.backend, gobackends.DeviceNum(d))
 		if err != nil {
 			return nil, err
@@ -482,19 +694,40 @@ func (m *Model) donatedState(d int) ([]any, error) {
 	return out, nil
 }
 
+// splitState cuts a step graph's state inputs into weights, moments and
+// compensation.
+func (m *Model) splitState(in []*Node) (params, mom, vel, comp []*Node) {
+	P := len(m.specs)
+	params, mom, vel = in[:P], in[P:2*P], in[2*P:3*P]
+	if m.kahan {
+		comp = in[3*P : 4*P]
+	}
+	return
+}
+
+// stepOutputs are a step graph's outputs: the new state, then the
+// objective, Σ mask, the gradient norm and the cross-entropy.
+func stepOutputs(np, nm, nv, nc []*Node, obj, count, norm, ce *Node) []*Node {
+	out := append(append(append(append([]*Node(nil), np...), nm...), nv...), nc...)
+	return append(out, obj, count, norm, ce)
+}
+
 // fusedStep runs gradients and the update as one graph; inputs holds each
 // device's batch inputs.
 func (m *Model) fusedStep(inputs [][]any, scalars func() []any) ([]*tensors.Tensor, error) {
-	P := len(m.specs)
+	ns := m.nState() * len(m.specs)
 	if m.stepExec == nil {
 		nb := m.numTrainInputs()
-		e, err := m.exec("train_step", true, func(g *Graph, in []*Node) []*Node {
-			params, mom, vel := in[:P], in[P:2*P], in[2*P:3*P]
-			bn := asBatch(in[3*P : 3*P+numBatchInputs])
-			drop := m.dropNodesOf(in[3*P+numBatchInputs : 3*P+nb])
-			sc, frozen := in[3*P+nb:3*P+nb+3], in[3*P+nb+3:]
+		in := concatSpecs(replicated(concatSpecs(m.stateSpecs(), m.batchSpecs()), 3), m.frozenSpecs())
+		out := replicated(m.stateSpecs(), 4)
+		e, err := m.meshExec("train_step", in, out, func(g *Graph, in []*Node) []*Node {
+			params, mom, vel, comp := m.splitState(in[:ns])
+			bn := asBatch(in[ns : ns+numBatchInputs])
+			drop := m.dropNodesOf(in[ns+numBatchInputs : ns+nb])
+			sc, frozen := in[ns+nb:ns+nb+3], in[ns+nb+3:]
 			obj, ce, count, grads := m.gradsGraph(params, frozen, bn, drop)
-			return m.reducedApply(g, params, mom, vel, grads, obj, count, ce, sc[0], sc[1], sc[2])
+			np, nm, nv, nc, norm := m.applyGraph(params, mom, vel, comp, grads, count, sc[0], sc[1], sc[2])
+			return stepOutputs(np, nm, nv, nc, obj, count, norm, ce)
 		})
 		if err != nil {
 			return nil, err
@@ -502,8 +735,8 @@ func (m *Model) fusedStep(inputs [][]any, scalars func() []any) ([]*tensors.Tens
 		m.stepExec = e
 	}
 	var args []any
-	for d := range m.dev {
-		st, err := m.donatedState(d)
+	for d, r := range m.dev {
+		st, err := m.donated(d, r.all())
 		if err != nil {
 			return nil, err
 		}
@@ -512,38 +745,52 @@ func (m *Model) fusedStep(inputs [][]any, scalars func() []any) ([]*tensors.Tens
 	return m.stepExec.Exec(args...)
 }
 
-// accumulatedStep sums gradients over micro-batches on each device, then
-// sums over devices and applies the update. inputs is [micro-batch][device].
+// accumulatedStep sums gradients over micro-batches into a float32 buffer
+// (each later micro-batch's added in the graph that computes them, the sum
+// donated, so one micro-batch's gradients never exist beside it whole),
+// then applies the update. inputs is [micro-batch][device].
 func (m *Model) accumulatedStep(ctx context.Context, inputs [][][]any, scalars func() []any) ([]*tensors.Tensor, error) {
 	P := len(m.specs)
-	if m.gradAccExec == nil {
-		e, err := m.exec("grads", true, func(g *Graph, in []*Node) []*Node {
+	ns := m.nState() * P
+	var pspecs []*distributed.ShardingSpec
+	if m.shard != nil {
+		pspecs = m.shard.param
+	}
+	if m.gradFirstExec == nil {
+		in := concatSpecs(pspecs, m.batchSpecs(), m.frozenSpecs())
+		e, err := m.meshExec("grads", in, replicated(pspecs, 3), func(g *Graph, in []*Node) []*Node {
 			return m.gradsOutputs(in, P)
+		})
+		if err != nil {
+			return nil, err
+		}
+		m.gradFirstExec = e
+	}
+	if m.gradAccExec == nil {
+		in := concatSpecs(pspecs, m.batchSpecs(), m.frozenSpecs(), replicated(pspecs, 3))
+		e, err := m.meshExec("grads_accumulate", in, replicated(pspecs, 3), func(g *Graph, in []*Node) []*Node {
+			k := len(in) - P - 3 // the accumulated sums come last
+			acc, sums := in[k:k+P], in[k+P:]
+			cur := m.gradsOutputs(in[:k], P)
+			out := make([]*Node, 0, P+3)
+			for i, gr := range cur[:P] {
+				out = append(out, Add(acc[i], gr))
+			}
+			return append(out, Add(sums[0], cur[P]), Add(sums[1], cur[P+1]), Add(sums[2], cur[P+2]))
 		})
 		if err != nil {
 			return nil, err
 		}
 		m.gradAccExec = e
 	}
-	if m.accExec == nil {
-		e, err := m.exec("accumulate", true, func(g *Graph, in []*Node) []*Node {
-			n := len(in) / 2
-			out := make([]*Node, n)
-			for i := range out {
-				out[i] = Add(in[i], in[n+i])
-			}
-			return out
-		})
-		if err != nil {
-			return nil, err
-		}
-		m.accExec = e
-	}
 	if m.applyExec == nil {
-		e, err := m.exec("apply", true, func(g *Graph, in []*Node) []*Node {
-			params, mom, vel, grads := in[:P], in[P:2*P], in[2*P:3*P], in[3*P:4*P]
-			sc := in[4*P:] // objective, count, cross-entropy, lr, bc1, bc2
-			return m.reducedApply(g, params, mom, vel, grads, sc[0], sc[1], sc[2], sc[3], sc[4], sc[5])
+		in := replicated(concatSpecs(m.stateSpecs(), pspecs), 6)
+		e, err := m.meshExec("apply", in, replicated(m.stateSpecs(), 4), func(g *Graph, in []*Node) []*Node {
+			params, mom, vel, comp := m.splitState(in[:ns])
+			grads := in[ns : ns+P]
+			sc := in[ns+P:] // objective, count, cross-entropy, lr, bc1, bc2
+			np, nm, nv, nc, norm := m.applyGraph(params, mom, vel, comp, grads, sc[1], sc[3], sc[4], sc[5])
+			return stepOutputs(np, nm, nv, nc, sc[0], sc[1], norm, sc[2])
 		})
 		if err != nil {
 			return nil, err
@@ -555,6 +802,7 @@ func (m *Model) accumulatedStep(ctx context.Context, inputs [][][]any, scalars f
 	var acc []*tensors.Tensor // device-major: grads..., objective, count, cross-entropy
 	for _, devInputs := range inputs {
 		if err := ctx.Err(); err != nil {
+			finalize(acc)
 			return nil, err
 		}
 		var args []any
@@ -563,62 +811,43 @@ func (m *Model) accumulatedStep(ctx context.Context, inputs [][][]any, scalars f
 				args = append(args, p)
 			}
 			args = append(append(args, devInputs[d]...), m.frozenArgs(d)...)
+			if acc != nil {
+				don, err := m.donated(d, acc[d*per:(d+1)*per])
+				if err != nil {
+					return nil, err
+				}
+				args = append(args, don...)
+			}
 		}
-		out, err := m.gradAccExec.Exec(args...)
+		e := m.gradFirstExec
+		if acc != nil {
+			e = m.gradAccExec
+		}
+		out, err := e.Exec(args...)
 		if err != nil {
 			return nil, err
 		}
-		if acc == nil {
-			acc = out
-			continue
-		}
-		var in []any
-		for d := range n {
-			for _, t := range acc[d*per : (d+1)*per] {
-				in = append(in, t)
-			}
-			for _, t := range out[d*per : (d+1)*per] {
-				in = append(in, t)
-			}
-		}
-		next, err := m.accExec.Exec(in...)
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range append(acc, out...) {
-			t.FinalizeAll()
-		}
-		acc = next
+		acc = out
 	}
 	var args []any
 	for d := range n {
-		st, err := m.donatedState(d)
+		st, err := m.donated(d, m.dev[d].all())
 		if err != nil {
 			return nil, err
 		}
 		args = append(args, st...)
-		for _, t := range acc[d*per : (d+1)*per] {
-			args = append(args, t)
+		don, err := m.donated(d, acc[d*per:(d+1)*per])
+		if err != nil {
+			return nil, err
 		}
-		args = append(args, scalars()...)
+		args = append(append(args, don...), scalars()...)
 	}
 	return m.applyExec.Exec(args...)
 }
 
-// gradsOutputs is the gradient graph's body over inputs [P trained][batch
-// and dropout][frozen]: the gradients, then objective, count and
-// cross-entropy sums.
-func (m *Model) gradsOutputs(in []*Node, P int) []*Node {
-	nb := m.numTrainInputs()
-	bn, drop := asBatch(in[P:P+numBatchInputs]), m.dropNodesOf(in[P+numBatchInputs:P+nb])
-	obj, ce, count, grads := m.gradsGraph(in[:P], in[P+nb:], bn, drop)
-	return append(grads, obj, count, ce)
-}
-
 // Grads returns b's loss sums and the gradient of the objective's mean
 // over b's trained tokens (cross-entropy plus z-loss; the gradient a step
-// on b alone would clip and apply, LoRA dropout included) with respect to
-// the trained tensors, changing nothing.
+// on b alone would clip and apply), changing nothing.
 func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, []*llama.Tensor, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -649,7 +878,11 @@ func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, []
 			}
 			m.gradExec = e
 		}
-		out, err := m.gradExec.Exec(append(append(m.paramArgs(), in...), m.frozenArgs(0)...)...)
+		args, err := m.paramArgs()
+		if err != nil {
+			return err
+		}
+		out, err := m.gradExec.Exec(append(append(args, in...), m.frozenArgs(0)...)...)
 		if err != nil {
 			return err
 		}
@@ -674,13 +907,30 @@ func (m *Model) Grads(ctx context.Context, b *llama.Batch) (llama.LossResult, []
 	return res, grads, nil
 }
 
-// paramArgs returns device 0's weights as execution arguments.
-func (m *Model) paramArgs() []any {
+// paramArgs returns the whole weights on device 0 as execution arguments:
+// device 0's own on one device, else gathered from the shards (cached
+// until the next update).
+func (m *Model) paramArgs() ([]any, error) {
+	ts := m.dev[0].params
+	if m.shard != nil {
+		if m.full == nil {
+			for i := range m.specs {
+				t, err := m.gather(i, func(r *replica) *tensors.Tensor { return r.params[i] })
+				if err != nil {
+					finalize(m.full)
+					m.full = nil
+					return nil, err
+				}
+				m.full = append(m.full, t)
+			}
+		}
+		ts = m.full
+	}
 	args := make([]any, 0, len(m.specs)+numBatchInputs)
-	for _, p := range m.dev[0].params {
+	for _, p := range ts {
 		args = append(args, p)
 	}
-	return args
+	return args, nil
 }
 
 func scalar(t *tensors.Tensor) float64 { return float64(tensors.ToScalar[float32](t)) }
@@ -691,8 +941,10 @@ func finalize(ts []*tensors.Tensor) {
 	}
 }
 
-// Params copies the float32 master weights into llama.Params (for
-// checkpoints and exports); with LoRA it merges the adapter into the base.
+// Params copies the weights into float32 llama.Params (for checkpoints
+// and exports), gathered from their shards. bf16 weights are written with
+// their Kahan compensation added: the float32 value the updates have
+// reached, from which New restores both exactly.
 func (m *Model) Params() (*llama.Params, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -706,33 +958,55 @@ func (m *Model) Params() (*llama.Params, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p, m.copyOut(m.dev[0].params, p.Tensors())
+	return p, m.copyOut(p.Tensors())
 }
 
-// copyOut copies device tensors into host tensors of the same order.
-func (m *Model) copyOut(ts []*tensors.Tensor, dst []*llama.Tensor) error {
+// copyOut copies the trained tensors' float32 values into dst (specs
+// order), gathered from their shards; bf16 weights with their Kahan
+// compensation added.
+func (m *Model) copyOut(dst []*llama.Tensor) error {
 	return try(func() error {
 		for i, t := range dst {
-			d, err := tensors.CopyFlatData[float32](ts[i])
+			w, err := m.gatherFloat32(i, func(r *replica) *tensors.Tensor { return r.params[i] })
 			if err != nil {
 				return err
 			}
-			copy(t.Data, d)
+			copy(t.Data, w)
+			if m.kahan {
+				c, err := m.gatherFloat32(i, func(r *replica) *tensors.Tensor { return r.comp[i] })
+				if err != nil {
+					return err
+				}
+				for j, v := range c {
+					t.Data[j] += v
+				}
+			}
 		}
 		return nil
 	})
 }
 
-// OptimizerState returns AdamW's state in backends/model/optim's form,
-// tensors in llama.Params' order (nil before the first update).
+// gatherFloat32 returns parameter i's whole state tensor as float32 values.
+func (m *Model) gatherFloat32(i int, perDevice func(r *replica) *tensors.Tensor) ([]float32, error) {
+	t, err := m.gather(i, perDevice)
+	if err != nil {
+		return nil, err
+	}
+	if m.shard != nil {
+		defer t.FinalizeAll()
+	}
+	return toFloat32(t)
+}
+
+// OptimizerState returns AdamW's state in backends/model/optim's form
+// (float32), tensors in llama.Params' order (nil before the first update).
 func (m *Model) OptimizerState() (*optim.State, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, errClosed
 	}
-	r := m.dev[0]
-	if r.m == nil {
+	if m.dev[0].m == nil {
 		return nil, nil
 	}
 	st := &optim.State{Step: int64(m.steps)}
@@ -741,10 +1015,10 @@ func (m *Model) OptimizerState() (*optim.State, error) {
 		var mi, vi []float32
 		err := try(func() error {
 			var err error
-			if mi, err = tensors.CopyFlatData[float32](r.m[i]); err != nil {
+			if mi, err = m.gatherFloat32(i, func(r *replica) *tensors.Tensor { return r.m[i] }); err != nil {
 				return err
 			}
-			vi, err = tensors.CopyFlatData[float32](r.v[i])
+			vi, err = m.gatherFloat32(i, func(r *replica) *tensors.Tensor { return r.v[i] })
 			return err
 		})
 		if err != nil {
@@ -756,7 +1030,7 @@ func (m *Model) OptimizerState() (*optim.State, error) {
 }
 
 // LoadOptimizerState restores AdamW's state (a resumed checkpoint of
-// either engine); nil resets it.
+// either engine, any device count); nil resets it.
 func (m *Model) LoadOptimizerState(st *optim.State) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -779,12 +1053,26 @@ func (m *Model) LoadOptimizerState(st *optim.State) error {
 	for _, r := range m.dev {
 		finalize(append(r.m, r.v...))
 		r.m, r.v = nil, nil
-		if st == nil {
-			continue
-		}
-		for i, s := range m.specs {
-			r.m = append(r.m, tensors.FromFlatDataAndDimensions(append([]float32(nil), st.M[i]...), s.shape...))
-			r.v = append(r.v, tensors.FromFlatDataAndDimensions(append([]float32(nil), st.V[i]...), s.shape...))
+	}
+	if st != nil {
+		err := try(func() error {
+			for i, s := range m.specs {
+				ms, err := m.place(i, hostTensor(st.M[i], s.shape, m.od))
+				if err != nil {
+					return err
+				}
+				vs, err := m.place(i, hostTensor(st.V[i], s.shape, m.od))
+				if err != nil {
+					return err
+				}
+				for d, r := range m.dev {
+					r.m, r.v = append(r.m, ms[d]), append(r.v, vs[d])
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	m.steps = 0
@@ -821,7 +1109,11 @@ func (m *Model) Eval(ctx context.Context, b *llama.Batch) (llama.LossResult, err
 			}
 			m.evalX = e
 		}
-		out, err := m.evalX.Exec(append(append(m.paramArgs(), in...), m.frozenArgs(0)...)...)
+		args, err := m.paramArgs()
+		if err != nil {
+			return err
+		}
+		out, err := m.evalX.Exec(append(append(args, in...), m.frozenArgs(0)...)...)
 		if err != nil {
 			return err
 		}

@@ -17,12 +17,19 @@ const OpTrain = "gomlx/train"
 var Engine = train.EngineSpec{
 	Name:    PluginName,
 	Devices: []string{"auto", "cpu", "cuda", "tpu"},
-	New: func(res train.Resources) (train.EngineFactory, error) {
-		opts, err := resourcesOf(res).Options()
+	New: func(cfg *train.Config) (train.EngineFactory, error) {
+		opts, err := stepOptions(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return EngineFactory(opts), nil
+	},
+	Profile: func(cfg *train.Config) (train.Profile, error) {
+		opts, err := stepOptions(cfg)
+		if err != nil {
+			return train.Profile{}, err
+		}
+		return train.Profile{Precision: opts.policy(), Checkpointing: opts.checkpointing(), Devices: opts.Devices}, nil
 	},
 	Plan: func(res train.Resources) []*sdk.Diagnostic {
 		r := resourcesOf(res)
@@ -42,6 +49,24 @@ var Engine = train.EngineSpec{
 		}
 		return nil
 	},
+}
+
+// stepOptions are the engine options of a train step: its resources, its
+// precision policy and checkpointing.
+func stepOptions(cfg *train.Config) (Options, error) {
+	opts, err := resourcesOf(cfg.Resources).Options()
+	if err != nil {
+		return Options{}, err
+	}
+	if cfg.Precision != "" {
+		p, err := train.ParsePrecision(cfg.Precision)
+		if err != nil {
+			return Options{}, &sdk.Diagnostic{Summary: err.Error(), Attribute: "precision"}
+		}
+		opts.Precision = p
+	}
+	opts.Checkpointing = cfg.GradientCheckpointing
+	return opts, nil
 }
 
 func resourcesOf(res train.Resources) Resources {

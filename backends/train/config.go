@@ -57,6 +57,11 @@ type Config struct {
 	MicroBatchSize    int     `json:"micro_batch_size" schema:"min=0" doc:"sequences per forward/backward pass (0: chosen from memory)"`
 	CheckpointMinutes float64 `json:"checkpoint_minutes" doc:"a temporary checkpoint after this many minutes (0: 10; negative: never)"`
 	MaxEvalSequences  int64   `json:"max_eval_sequences" schema:"min=0" doc:"cap on the sequences of each validation component evaluated (0: all)"`
+
+	// Memory: how the step trades memory for precision and compute (see
+	// Precision and PlanMemory).
+	Precision             string `json:"precision" doc:"precision policy: f32, mixed (f32 weights and moments, bf16 compute), lean (bf16 weights with Kahan-compensated updates, bf16 compute and moments) or Levanter's p=…,c=…,o=… (default: the engine's)"`
+	GradientCheckpointing *bool  `json:"gradient_checkpointing" doc:"recompute each decoder layer's activations in the backward pass instead of keeping them (null: the engine's default)"`
 }
 
 // SchemaRules are the rules across the train config's fields.
@@ -128,6 +133,9 @@ type Resources struct {
 	NodeCount  int     `json:"node_count" schema:"min=1" doc:"nodes"`
 	PJRTPlugin *string `json:"pjrt_plugin" doc:"absolute path of a PJRT plugin .so (gomlx on accelerators)"`
 	Threads    int     `json:"threads" schema:"min=0" doc:"CPU threads, 0 for all cores"`
+	// DeviceMemory is the memory of one device; the memory plan refuses a
+	// step whose estimated peak exceeds it.
+	DeviceMemory string `json:"device_memory" doc:"memory of one device, e.g. \"141GB\" or \"80GiB\": planning fails when a step's estimated peak exceeds it"`
 }
 
 var configSchema = schema.MustFromStruct(Config{})

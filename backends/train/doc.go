@@ -34,9 +34,26 @@
 // weighted components ÷ train_batch_size⌉.
 //
 // Each step's batch is split into micro-batches that fit in memory
-// (micro_batch_size, or the largest divisor of the batch whose activations
-// fit a quarter of RAM); every micro-batch's gradient is scaled by 1/(loss
-// targets in the whole batch), so accumulation gives the big batch's mean.
+// (micro_batch_size; else, with resources.device_memory, the largest
+// divisor of the batch whose memory plan fits it; else the largest whose
+// activations fit a quarter of RAM); every micro-batch's gradient is
+// scaled by 1/(loss targets in the whole batch), so accumulation gives the
+// big batch's mean.
+//
+// # Memory
+//
+// precision (Precision: f32, mixed, lean or Levanter's "p=…,c=…,o=…") and
+// gradient_checkpointing ask the engine to trade precision and compute for
+// memory (EngineSpec.Profile resolves them; an engine without one trains
+// in float32 and refuses the rest at plan time). While planning, the op
+// estimates the step's peak bytes per device (PlanMemory: weights,
+// gradients, optimizer state, activations with and without checkpointing,
+// logits; LoRA and FSDP sharding over resources.num_devices accounted for)
+// and shows it with its alternatives in `--dry-run`; a peak above
+// resources.device_memory fails planning with the numbers. The model's
+// shape is known from model_config, a local config.json, or, for the hub
+// models the experiments name, the config.json shipped in hubmodels/
+// (KnownHubModel, pinned revision; planning only).
 //
 // # Outputs
 //

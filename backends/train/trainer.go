@@ -58,6 +58,10 @@ type Job struct {
 	NewEngine EngineFactory
 	// BackendName is recorded in checkpoints (default "cpu").
 	BackendName string
+	// Profile is how the engine runs the step (nil: float32, one device):
+	// with resources.device_memory, the micro-batch is the largest whose
+	// memory plan fits it.
+	Profile *Profile
 
 	// afterStep, in tests, runs after each step is fully written
 	// (metrics, checkpoint, export); an error stops the job there, like a
@@ -649,6 +653,15 @@ func (j *Job) microBatch(c llama.Config) int {
 	cfg := j.Config
 	if cfg.MicroBatchSize > 0 {
 		return cfg.MicroBatchSize
+	}
+	if limit, err := ParseBytes(cfg.Resources.DeviceMemory); err == nil && cfg.Resources.DeviceMemory != "" {
+		prof := Profile{Precision: PrecisionF32, Devices: 1}
+		if j.Profile != nil {
+			prof = *j.Profile
+		}
+		if m, _, err := microBatchFor(cfg, requestFor(cfg, c, prof, nil), limit); err == nil && m > 0 {
+			return m
+		}
 	}
 	c = c.Normalized()
 	d, f := int64(c.HiddenSize), int64(c.IntermediateSize)

@@ -23,7 +23,7 @@ func shrink(t *testing.T, src string, edits [][2]string) string {
 		}
 		src = strings.Replace(src, e[0], e[1], 1)
 	}
-	if !strings.Contains(src, `resources = JaxDistributedConfig(backend = "gomlx")`) {
+	if !strings.Contains(src, `resources = JaxDistributedConfig(backend = "gomlx"`) {
 		t.Fatal("the script's resources line changed")
 	}
 	return src

@@ -312,7 +312,8 @@ func printDecisions(w io.Writer, script, prefix string, ds []executor.Decision, 
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Decision, d.RelPath, op, d.Reason)
 		for _, n := range checked.Notes[d.Name] {
-			fmt.Fprintf(tw, "\t  %s\t\t\n", n)
+			// Not tab-terminated: a long note does not widen the STEP column.
+			fmt.Fprintf(tw, "\t  %s\n", n)
 		}
 		if d.Runner != "" && d.Runner != runner.Local {
 			fmt.Fprintf(tw, "\t  runs on %s: %s\t\t\n", d.Runner, d.Resources)

@@ -6,7 +6,9 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
+	"sync"
 )
 
 // Tensor is a named row-major float32 array. Linear weights are [out, in]
@@ -187,27 +189,41 @@ func InitParams(cfg Config, seed uint64) (*Params, error) {
 		return nil, err
 	}
 	std := p.Config.InitializerRange
+	// Each tensor draws from its own stream (seeded by its name), so the
+	// tensors fill in parallel with the same values as one by one.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for _, t := range p.list {
-		switch {
-		case strings.HasSuffix(t.Name, "norm.weight"):
-			for i := range t.Data {
-				t.Data[i] = 1
-			}
-		case strings.HasSuffix(t.Name, ".bias"):
-		default:
-			h := fnv.New64a()
-			h.Write([]byte(t.Name))
-			r := rand.New(rand.NewPCG(seed, h.Sum64()))
-			for i := 0; i < len(t.Data); i += 2 {
-				z0, z1 := boxMuller(r)
-				t.Data[i] = float32(std * z0)
-				if i+1 < len(t.Data) {
-					t.Data[i+1] = float32(std * z1)
-				}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			initTensor(t, seed, std)
+		}()
+	}
+	wg.Wait()
+	return p, nil
+}
+
+func initTensor(t *Tensor, seed uint64, std float64) {
+	switch {
+	case strings.HasSuffix(t.Name, "norm.weight"):
+		for i := range t.Data {
+			t.Data[i] = 1
+		}
+	case strings.HasSuffix(t.Name, ".bias"):
+	default:
+		h := fnv.New64a()
+		h.Write([]byte(t.Name))
+		r := rand.New(rand.NewPCG(seed, h.Sum64()))
+		for i := 0; i < len(t.Data); i += 2 {
+			z0, z1 := boxMuller(r)
+			t.Data[i] = float32(std * z0)
+			if i+1 < len(t.Data) {
+				t.Data[i+1] = float32(std * z1)
 			}
 		}
 	}
-	return p, nil
 }
 
 func boxMuller(r *rand.Rand) (float64, float64) {

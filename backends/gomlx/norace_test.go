@@ -1,0 +1,5 @@
+//go:build !race
+
+package gomlx
+
+const raceEnabled = false
