@@ -9,6 +9,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 )
 
 // Named configurations for benchmarks.
@@ -74,6 +75,12 @@ func MatmulPeak(opts Options) (float64, error) {
 // Bench trains cfg from scratch for warmup+steps steps of batch×seq tokens
 // and measures the timed steps.
 func Bench(ctx context.Context, cfg llama.Config, opts Options, batch, seq, warmup, steps int) (BenchResult, error) {
+	return BenchLoRA(ctx, cfg, opts, nil, batch, seq, warmup, steps)
+}
+
+// BenchLoRA is Bench training a LoRA adapter laid out by spec (PEFT's
+// initialisation) over the random base instead, when spec is not nil.
+func BenchLoRA(ctx context.Context, cfg llama.Config, opts Options, spec *lora.Spec, batch, seq, warmup, steps int) (BenchResult, error) {
 	if steps <= 0 {
 		return BenchResult{}, fmt.Errorf("bench: no timed steps")
 	}
@@ -84,7 +91,17 @@ func Bench(ctx context.Context, cfg llama.Config, opts Options, batch, seq, warm
 	if err != nil {
 		return BenchResult{}, err
 	}
-	m, err := New(p, opts)
+	var m *Model
+	if spec == nil {
+		m, err = New(p, opts)
+	} else {
+		var a *lora.Adapter
+		if a, err = lora.New(*spec, cfg); err == nil {
+			if err = a.Init(p, 1); err == nil {
+				m, err = NewLoRA(p, a, opts, 1)
+			}
+		}
+	}
 	if err != nil {
 		return BenchResult{}, err
 	}

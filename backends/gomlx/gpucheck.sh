@@ -15,7 +15,8 @@
 #       compensation, bf16 moments, per-layer activation checkpointing):
 #       tokens/s and peak device memory (nvidia-smi sampled every 200 ms with
 #       XLA's preallocation off), next to the memory plan's estimate;
-#       LoRA the same once gpucheck has it (issue 12);
+#       then a LoRA r=16 adapter over every linear projection the same way
+#       (frozen bf16 base, lean adapter);
 #   (d) export: a small model trained on XLA, its hf/ export loaded by the
 #       machine's own transformers (and its LoRA adapter by peft, once
 #       there is one), logits compared with ours (compare_hf.py).
@@ -89,6 +90,7 @@ if [ "${1:-}" = "--cpu" ]; then
   run conformance 600 bash -c "cd '$root/backends/gomlx' && '$bin/gomlx.test' -test.run 'TestConformance\$|TestConformanceAgainstCPU' -test.count=1 -test.timeout 9m"
   run bench 300 "$bin/gpucheck" -mode bench -engine go -model small -batch 2 -seq 128 -warmup 1 -steps 2 -out "$out"
   run fit 300 "$bin/gpucheck" -mode fit -engine go -model small -seq 256 -steps 2 -out "$out"
+  run fit_lora 300 "$bin/gpucheck" -mode fit -engine go -model small -seq 256 -steps 2 -lora 8 -out "$out"
   run export 300 "$bin/gpucheck" -mode export -engine go -dir "$work/export" -out "$out"
   ref=transformers
   "$py" -c 'import transformers' 2>/dev/null || ref=torch
@@ -166,12 +168,7 @@ mem() {
 }
 if command -v nvidia-smi >/dev/null; then
   mem fit_8b_lean "$bin/gpucheck" -mode fit -engine xla -pjrt "$plugin" -model 8b -seq 4096 -steps 3 -precision lean -out "$out"
-  if "$bin/gpucheck" -help 2>&1 | grep -q -- '-lora'; then
-    mem fit_8b_lora "$bin/gpucheck" -mode fit -engine xla -pjrt "$plugin" -model 8b -seq 4096 -steps 3 -precision lean -lora 16 -out "$out"
-  else
-    note "== fit_8b_lora: skipped, this gpucheck has no LoRA (issue 12)"
-    fig fit_8b_lora skipped "why=no LoRA in this build"
-  fi
+  mem fit_8b_lora "$bin/gpucheck" -mode fit -engine xla -pjrt "$plugin" -model 8b -seq 4096 -steps 3 -precision lean -lora 16 -out "$out"
 else
   fig fit_8b_lean skipped "why=no nvidia-smi"
 fi

@@ -26,6 +26,7 @@ import (
 
 	"github.com/marin-go/marin/backends/gomlx"
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/train"
 )
@@ -42,6 +43,7 @@ func main() {
 	peak := flag.Float64("peak-tflops", 0, "the data sheet's dense bf16 TFLOP/s, for a second MFU figure (0: none)")
 	precision := flag.String("precision", "", "precision policy (bench default mixed on xla; fit default lean)")
 	devices := flag.Int("devices", 0, "devices to train on (0: all)")
+	loraR := flag.Int("lora", 0, "fit: train a LoRA adapter of this rank over every linear projection (alpha 2r) instead of every weight (0: full fine-tuning)")
 	dir := flag.String("dir", "", "export: the directory to write hf/ and our logits into")
 	out := flag.String("out", "", "append the figures as JSON lines to this file (default: stdout only)")
 	flag.Parse()
@@ -61,7 +63,7 @@ func main() {
 		if !flagSet("steps") {
 			*steps = 3
 		}
-		err = fit(opts, pick(*model, "8b"), pick(*precision, "lean"), *batch, *seq, *steps, *out)
+		err = fit(opts, pick(*model, "8b"), pick(*precision, "lean"), *loraR, *batch, *seq, *steps, *out)
 	case "export":
 		err = export(opts, pick(*model, "tiny"), *dir, *out)
 	default:
@@ -170,10 +172,11 @@ func bench(opts gomlx.Options, model, precision string, batch, seq, warmup, step
 	return record(out, fig)
 }
 
-// fit runs steps full fine-tuning steps of a random-init model at seq
-// tokens per sequence and reports their speed and the memory plan's
-// estimate (the measured peak comes from outside).
-func fit(opts gomlx.Options, model, precision string, batch, seq, steps int, out string) error {
+// fit runs steps fine-tuning steps (every weight, or a LoRA adapter of rank
+// loraR) of a random-init model at seq tokens per sequence and reports
+// their speed and the memory plan's estimate (the measured peak comes from
+// outside).
+func fit(opts gomlx.Options, model, precision string, loraR, batch, seq, steps int, out string) error {
 	cfg, err := modelConfig(model)
 	if err != nil {
 		return err
@@ -183,17 +186,27 @@ func fit(opts gomlx.Options, model, precision string, batch, seq, steps int, out
 	}
 	on := true
 	opts.Checkpointing = &on
-	plan, err := train.PlanMemory(train.MemoryRequest{Model: cfg, Rows: batch, SeqLen: seq, Precision: opts.Precision, Checkpointing: true, Devices: 1})
+	req := train.MemoryRequest{Model: cfg, Rows: batch, SeqLen: seq, Precision: opts.Precision, Checkpointing: true, Devices: 1}
+	var spec *lora.Spec
+	if loraR > 0 {
+		spec = &lora.Spec{R: loraR, Alpha: float64(2 * loraR), Targets: lora.Targets{Pattern: lora.AllLinear}}
+		size, err := lora.Measure(*spec, cfg)
+		if err != nil {
+			return err
+		}
+		req.LoRA = &train.LoRASize{R: loraR, Size: size}
+	}
+	plan, err := train.PlanMemory(req)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("gpucheck fit: model %s (%.3gB params), %d×%d tokens, %s; plan: %s\n", model, float64(cfg.NumParams())/1e9, batch, seq, opts.Precision, plan.Summary())
+	fmt.Printf("gpucheck fit: model %s (%.3gB params), %d×%d tokens, %s, LoRA r %d; plan: %s\n", model, float64(cfg.NumParams())/1e9, batch, seq, opts.Precision, loraR, plan.Summary())
 	t0 := time.Now()
-	r, err := gomlx.Bench(context.Background(), cfg, opts, batch, seq, 1, steps)
+	r, err := gomlx.BenchLoRA(context.Background(), cfg, opts, spec, batch, seq, 1, steps)
 	if err != nil {
 		return err
 	}
-	return record(out, map[string]any{"check": "fit", "model": model, "params": r.Params, "batch": batch, "seq": seq, "engine": opts.Engine,
+	return record(out, map[string]any{"check": "fit", "model": model, "params": r.Params, "lora_r": loraR, "trainable": plan.Trainable, "batch": batch, "seq": seq, "engine": opts.Engine,
 		"precision": r.Precision, "checkpointing": true, "first_step_s": r.CompileTime.Seconds(), "step_s": r.StepTime.Seconds(),
 		"tokens_per_s": r.TokensPerSec, "loss": r.Loss, "planned_peak_bytes": plan.Peak, "wall_s": time.Since(t0).Seconds()})
 }
