@@ -213,7 +213,21 @@ func parseNormalizer(field string, raw json.RawMessage) (normalizer, error) {
 	case "":
 		return nil, fieldf(field+".type", "missing")
 	case "Precompiled":
-		return nil, fieldf(field+".type", "unsupported normalizer %q (SentencePiece's compiled normalization map, used by T5, mT5, XLM-R and ALBERT files, is not implemented)", typ)
+		var c struct {
+			Charsmap *string `json:"precompiled_charsmap"`
+		}
+		if err := decodeStrict(field, raw, &c); err != nil {
+			return nil, err
+		}
+		if c.Charsmap == nil {
+			return nil, fieldf(field+".precompiled_charsmap", "missing")
+		}
+		p, err := parsePrecompiled(*c.Charsmap)
+		if err != nil {
+			// Hugging Face cannot load such a file either.
+			return nil, fieldf(field+".precompiled_charsmap", "%v", err)
+		}
+		return p, nil
 	}
 	return nil, fieldf(field+".type", "unsupported normalizer %q", typ)
 }
@@ -612,8 +626,18 @@ type modelParts struct {
 	bpe       *bpe
 	wordPiece *wordPiece
 	wordLevel *wordLevel
+	unigram   *unigram
 	vocab     map[string]uint32
 	vocabR    []string
+}
+
+// size is the model's vocabulary size as Hugging Face's get_vocab_size
+// counts it (a Unigram vocabulary may repeat a piece).
+func (m *modelParts) size() int {
+	if m.unigram != nil {
+		return len(m.unigram.vocabR)
+	}
+	return len(m.vocab)
 }
 
 func parseVocab(field string, raw json.RawMessage) (map[string]uint32, []string, error) {
@@ -659,6 +683,7 @@ func parseModel(field string, raw json.RawMessage, cached *cachedModel) (*modelP
 		FuseUnk      bool            `json:"fuse_unk"`
 		ByteFallback bool            `json:"byte_fallback"`
 		IgnoreMerges bool            `json:"ignore_merges"`
+		UnkID        json.RawMessage `json:"unk_id"`
 		Dropout      *float64        `json:"dropout"`
 		MaxChars     *int            `json:"max_input_chars_per_word"`
 	}
@@ -683,7 +708,7 @@ func parseModel(field string, raw json.RawMessage, cached *cachedModel) (*modelP
 		}
 	}
 	if kind == "Unigram" {
-		return nil, fieldf(field+".type", "unsupported model %q (SentencePiece Unigram, used by T5, mT5, XLM-R and ALBERT files, is not implemented)", kind)
+		return parseUnigram(field, c.Vocab, c.UnkID, c.ByteFallback)
 	}
 	if kind != "BPE" && kind != "WordPiece" && kind != "WordLevel" {
 		return nil, fieldf(field+".type", "unsupported model %q", kind)
@@ -901,4 +926,30 @@ func parsePadding(field string, raw json.RawMessage) (*padding, error) {
 	}
 	p.fixed = *fixed.Fixed
 	return p, nil
+}
+
+// parseUnigram builds a Unigram model: vocab [[piece, score], ...], unk_id
+// (an index into vocab, or null) and byte_fallback, the fields Hugging Face
+// reads (it ignores any other).
+func parseUnigram(field string, vocabRaw, unkRaw json.RawMessage, byteFallback bool) (*modelParts, error) {
+	pieces, scores, err := parseUnigramVocab(field+".vocab", vocabRaw)
+	if err != nil {
+		return nil, err
+	}
+	unkID, hasUnk := 0, false
+	if !isNull(unkRaw) {
+		var id int64
+		if err := json.Unmarshal(unkRaw, &id); err != nil || id < 0 {
+			return nil, fieldf(field+".unk_id", "expected a vocabulary index or null, got %s", unkRaw)
+		}
+		if len(pieces) == 0 {
+			return nil, fieldf(field+".vocab", "is empty but unk_id is set")
+		}
+		if id >= int64(len(pieces)) {
+			return nil, fieldf(field+".unk_id", "%d is not below the vocabulary size %d", id, len(pieces))
+		}
+		unkID, hasUnk = int(id), true
+	}
+	m := newUnigram(pieces, scores, unkID, hasUnk, byteFallback)
+	return &modelParts{kind: "Unigram", unigram: m, vocab: m.vocab, vocabR: m.vocabR}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ import (
 //
 //	MARIN_ORACLE_FUZZ_DURATION=30m MARIN_ORACLE_FUZZ_FINDS=/tmp/finds.jsonl \
 //	  go test -run TestOracleDifferential -timeout 0 -v ./backends/tokens/tokenizer/
+//
+// MARIN_ORACLE_FUZZ_FAMILIES=albert,t5_iso limits a run to those families.
 //
 // FuzzOracle is the same check as a Go fuzz target (the input bytes drive
 // the generator):
@@ -145,12 +148,20 @@ func oracleDiff(tk *Tokenizer, s string, want oracleAnswer) string {
 	return ""
 }
 
-// fuzzFamilies loads every family whose file is installed.
+// fuzzFamilies loads every family whose file is installed, or those
+// MARIN_ORACLE_FUZZ_FAMILIES names (comma-separated).
 func fuzzFamilies(t testing.TB) ([]family, []*Tokenizer, []string) {
 	var fams []family
 	var toks []*Tokenizer
 	var files []string
+	var only []string
+	if v := os.Getenv("MARIN_ORACLE_FUZZ_FAMILIES"); v != "" {
+		only = strings.Split(v, ",")
+	}
 	for _, f := range loadFamilies(t) {
+		if only != nil && !slices.Contains(only, f.Name) {
+			continue
+		}
 		p, err := familyFileIfPresent(f)
 		if err != nil {
 			if requireOracleFiles() {

