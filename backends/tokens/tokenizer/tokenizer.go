@@ -8,9 +8,17 @@
 // added tokens that are not normalized are split out of the raw text first;
 // each remaining piece is normalized, normalized added tokens are split out,
 // the rest is pre-tokenized into words and the model (BPE — byte-level or
-// SentencePiece-style with byte fallback —, WordPiece or WordLevel) turns
-// words into ids; the post-processor adds BOS/EOS-style tokens. Decode runs
-// the decoder chain. EncodeBatch spreads a batch over all cores.
+// SentencePiece-style with byte fallback —, Unigram, WordPiece or WordLevel)
+// turns words into ids; the post-processor adds BOS/EOS-style tokens. Decode
+// runs the decoder chain. EncodeBatch spreads a batch over all cores.
+//
+// SentencePiece Unigram files (T5, mT5, XLM-R, ALBERT) load with their
+// Precompiled normalizer: the compiled normalization map of the .model file,
+// applied per grapheme cluster as Hugging Face applies it (precompiled.go,
+// grapheme.go), and Viterbi segmentation with Hugging Face's unknown-piece
+// rules (unigram.go); scores are read as the oracle's JSON parser reads
+// them (serdefloat.go). Anything the oracle loads that this package does not
+// implement is refused at load with the field and the reason.
 //
 // Where the oracle's Unicode tables differ from Go's (older ones in its
 // normalizers and BERT classes, a newer one in its regex engine), this
