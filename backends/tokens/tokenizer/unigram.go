@@ -163,7 +163,7 @@ func (m *unigram) encodeWord(w string, sc *uniScratch, out []uint32) []uint32 {
 // byteTrie is a trie over UTF-8 bytes for common-prefix search: nodes keep
 // their children as a sorted run of edges.
 type byteTrie struct {
-	root  [256]int32 // first-level child (0: none)
+	root  [256]int32    // first-level child (0: none)
 	nodes []uniTrieNode // nodes[0] unused
 	edges []uniTrieEdge
 	// built holds children while inserting; finish() packs them into edges.
