@@ -293,6 +293,12 @@ func FuzzOracle(f *testing.F) {
 	}
 	fams, toks, files := fuzzFamilies(f)
 	o := familyOracle(f, files)
+	// The oracle loads its files before answering: wait for that here, not
+	// in the first input (go test -fuzz takes an input that runs 10 s as a
+	// hang and kills the worker).
+	if _, err := o.encode([]string{"warm up"}); err != nil {
+		f.Fatal(err)
+	}
 	gen := textGenerator()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := gen.text(rand.New(&bytesSource{data: data}))
