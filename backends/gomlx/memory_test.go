@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/marin-go/marin/backends/model/llama"
+	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/backends/train"
 )
 
@@ -65,7 +66,8 @@ func peakDuring(fn func() error) (int64, error) {
 // compiles and allocates the moments) with the collector running at every
 // 5% of growth, less the heap before the model was made. Models dominated
 // by weights and by activations, float32 and lean, with and without
-// checkpointing and accumulation, must each be within 15%. It takes about
+// checkpointing and accumulation, full fine-tuning and LoRA, must each be
+// within 15%. It takes about
 // a minute and a half; the race detector (go test -race) slows the pure-Go
 // engine, bf16 most, past five minutes a case and has nothing to find in
 // it, so there it skips and scripts/test runs it on its own without.
@@ -91,13 +93,16 @@ func TestMemoryPlanMatchesMeasuredPeak(t *testing.T) {
 		micro int // micro-batches per step
 		pol   train.Precision
 		ckpt  *bool
+		lora  int // LoRA rank over every linear projection; 0: full fine-tuning
 	}{
-		{"weights", wide, 1, 64, 1, train.PrecisionF32, &off},
-		{"activations", small, 2, 256, 1, train.PrecisionF32, &off},
-		{"activations-checkpointed", small, 2, 256, 1, train.PrecisionF32, &on},
-		{"accumulate", wide, 2, 64, 2, train.PrecisionF32, &off},
-		{"lean-checkpointed", small, 2, 256, 1, train.PrecisionLean, &on},
-		{"lean-accumulate", wide, 1, 64, 2, train.PrecisionLean, &on},
+		{"weights", wide, 1, 64, 1, train.PrecisionF32, &off, 0},
+		{"activations", small, 2, 256, 1, train.PrecisionF32, &off, 0},
+		{"activations-checkpointed", small, 2, 256, 1, train.PrecisionF32, &on, 0},
+		{"accumulate", wide, 2, 64, 2, train.PrecisionF32, &off, 0},
+		{"lean-checkpointed", small, 2, 256, 1, train.PrecisionLean, &on, 0},
+		{"lean-accumulate", wide, 1, 64, 2, train.PrecisionLean, &on, 0},
+		{"lora-activations", small, 2, 256, 1, train.PrecisionF32, &off, 8},
+		{"lora-lean-checkpointed", small, 2, 256, 1, train.PrecisionLean, &on, 8},
 	}
 	ctx := context.Background()
 	for _, c := range cases {
@@ -110,7 +115,28 @@ func TestMemoryPlanMatchesMeasuredPeak(t *testing.T) {
 			}
 			settle()
 			base := heapBytes()
-			m, err := New(p, Options{Precision: c.pol, Checkpointing: c.ckpt})
+			opts := Options{Precision: c.pol, Checkpointing: c.ckpt}
+			var size *train.LoRASize
+			var m *Model
+			var err error
+			if c.lora > 0 {
+				spec := lora.Spec{R: c.lora, Alpha: 16, Targets: lora.Targets{Pattern: lora.AllLinear}}
+				a, err := lora.New(spec, c.cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Init(p, 1); err != nil {
+					t.Fatal(err)
+				}
+				ms, err := lora.Measure(spec, c.cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				size = &train.LoRASize{R: c.lora, Size: ms}
+				m, err = NewLoRA(p, a, opts, 1)
+			} else {
+				m, err = New(p, opts)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +153,7 @@ func TestMemoryPlanMatchesMeasuredPeak(t *testing.T) {
 			measured := peak - base
 			runtime.KeepAlive(p) // in base
 			plan, err := train.PlanMemory(train.MemoryRequest{Model: c.cfg, Rows: c.rows, SeqLen: c.seq, Precision: c.pol,
-				Checkpointing: *c.ckpt, Devices: 1, Accumulate: c.micro > 1})
+				Checkpointing: *c.ckpt, Devices: 1, Accumulate: c.micro > 1, LoRA: size})
 			if err != nil {
 				t.Fatal(err)
 			}

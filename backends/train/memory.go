@@ -136,7 +136,9 @@ func PlanMemory(r MemoryRequest) (MemoryPlan, error) {
 		p.Weights = shard(n * pol.Params.Bytes())
 	} else {
 		p.Trainable = r.LoRA.Params()
-		p.Weights = shard((n-r.LoRA.FullParams)*cb + p.Trainable*pol.Params.Bytes())
+		// The frozen base is whole on every device (replicated, as the
+		// gomlx engine holds it); only the adapter is sharded.
+		p.Weights = (n-r.LoRA.FullParams)*cb + shard(p.Trainable*pol.Params.Bytes())
 		largest = r.LoRA.Largest
 	}
 	// Every gradient of a pass exists at once (the global norm needs them
@@ -165,6 +167,14 @@ func PlanMemory(r MemoryRequest) (MemoryPlan, error) {
 	// Checkpointing keeps each layer's input and, while one layer's
 	// backward runs, that layer's activations and its input's copy.
 	p.ActivationsCheckpointed = int64(float64(T) * (float64(L)*boundary + perLayer + boundary + shared))
+	if r.LoRA != nil && cb != 4 {
+		// An adapted projection computes its update in float32 from a
+		// float32 copy of its bf16 input, kept for A's gradient: 4 bytes
+		// per input value, every layer's, or one layer's when
+		// checkpointing.
+		p.ActivationsFull += T * 4 * r.LoRA.In
+		p.ActivationsCheckpointed += T * 4 * r.LoRA.MaxLayerIn
+	}
 	p.Activations = p.ActivationsFull
 	if r.Checkpointing {
 		p.Activations = p.ActivationsCheckpointed
@@ -174,11 +184,20 @@ func PlanMemory(r MemoryRequest) (MemoryPlan, error) {
 	// Workspace: one layer's weights gathered from their shards (FSDP, with
 	// the next one prefetched), and the compute-dtype copies of float32
 	// weights (one layer's and the head's).
-	if N > 1 {
-		p.Workspace += 2 * layerParams * cb
-	}
-	if pol.Params != pol.Compute {
-		p.Workspace += (layerParams + V*D) * cb
+	// A LoRA step's frozen base is whole and in the compute dtype already:
+	// only the tensors it trains in full get compute-dtype copies.
+	switch {
+	case r.LoRA != nil:
+		if pol.Params != pol.Compute {
+			p.Workspace += r.LoRA.FullParams * cb
+		}
+	default:
+		if N > 1 {
+			p.Workspace += 2 * layerParams * cb
+		}
+		if pol.Params != pol.Compute {
+			p.Workspace += (layerParams + V*D) * cb
+		}
 	}
 	p.Peak = p.Weights + p.Optimizer + p.Workspace + max(p.Gradients+p.Activations+p.Logits, p.Update)
 	return p, nil

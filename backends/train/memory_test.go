@@ -109,6 +109,12 @@ func TestMemoryPlanOf8B(t *testing.T) {
 	if !lr.Fits(gpu) || lr.Trainable != 41943040 || lr.Peak > lean.Peak/2 {
 		t.Errorf("LoRA r=16: %d trainable, %s", lr.Trainable, lr.Summary())
 	}
+	// LoRA over eight devices: the adapter's state is sharded, the frozen
+	// bf16 base is whole on each.
+	lr8 := plan(PrecisionLean, true, 1, 8, defaultLoRA(c))
+	if lr8.Weights < 2*(lr8.Params-lr8.Trainable) || lr8.Optimizer*7 > lr.Optimizer || !lr8.Fits(gpu) {
+		t.Errorf("LoRA r=16 over 8 devices: %s", lr8.Summary())
+	}
 	// Eight devices: the state is sharded, the activations are one row's.
 	eight := plan(PrecisionF32, true, 1, 8, nil)
 	if !eight.Fits(gpu) || eight.Optimizer*8 < f32.Optimizer || eight.Activations != f32.Activations {

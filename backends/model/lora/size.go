@@ -15,6 +15,10 @@ type Size struct {
 	// Factors is the low-rank factors' parameter count, FullParams that of
 	// the tensors trained in full, Largest the largest trained tensor's.
 	Factors, FullParams, Largest int64
+	// In is the adapted projections' input values per token (Σ in over the
+	// modules), MaxLayerIn the most of it in one decoder layer: what the
+	// adapter's kept intermediates (its inputs in float32) scale with.
+	In, MaxLayerIn int64
 }
 
 // Params is the adapter's parameter count (Adapter.NumParams).
@@ -29,8 +33,14 @@ func Measure(spec Spec, c llama.Config) (Size, error) {
 	}
 	c = c.Normalized()
 	var s Size
+	perLayer := make([]int64, c.NumHiddenLayers)
 	for _, ref := range lay.modules {
 		in, out := ref.kind.Dims(c)
+		s.In += int64(in)
+		if ref.layer >= 0 && ref.layer < len(perLayer) {
+			perLayer[ref.layer] += int64(in)
+			s.MaxLayerIn = max(s.MaxLayerIn, perLayer[ref.layer])
+		}
 		s.Modules++
 		s.Factors += int64(ref.r) * int64(in+out)
 		s.Largest = max(s.Largest, int64(ref.r)*int64(max(in, out)))

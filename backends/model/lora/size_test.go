@@ -22,14 +22,23 @@ func TestMeasure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var full, largest int64
+		var full, largest, in int64
+		perLayer := map[int]int64{}
+		for _, m := range a.Modules {
+			perLayer[m.Layer] += int64(m.A.Shape[1])
+			in += int64(m.A.Shape[1])
+		}
+		var maxLayer int64
+		for _, v := range perLayer {
+			maxLayer = max(maxLayer, v)
+		}
 		for _, f := range a.Full {
 			full += int64(f.Size())
 		}
 		for _, x := range a.Tensors() {
 			largest = max(largest, int64(x.Size()))
 		}
-		if s.Modules != len(a.Modules) || s.Full != len(a.Full) || s.Params() != int64(a.NumParams()) || s.FullParams != full || s.Largest != largest {
+		if s.Modules != len(a.Modules) || s.Full != len(a.Full) || s.Params() != int64(a.NumParams()) || s.FullParams != full || s.Largest != largest || s.In != in || s.MaxLayerIn != maxLayer {
 			t.Errorf("%+v: measured %+v; the adapter has %d modules, %d full tensors (%d values), %d parameters, largest %d",
 				tc.spec, s, len(a.Modules), len(a.Full), full, a.NumParams(), largest)
 		}
