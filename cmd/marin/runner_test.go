@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +54,9 @@ func TestRunnerDryRun(t *testing.T) {
 	}
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
+	steps := 0 // one line per step
 	for sc.Scan() {
+		steps++
 		var d struct{ Runner, Resources string }
 		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
 			t.Fatal(err)
@@ -69,7 +72,7 @@ func TestRunnerDryRun(t *testing.T) {
 		t.Errorf("unshared file prefix: exit %d: %s", r.code, r.stderr)
 	}
 	r = marin(t, repo, nil, append([]string{script, "--dry-run", "--prefix", prefix, "--shared-prefix"}, k8s...)...)
-	if r.code != exitScript || !strings.Contains(r.stderr, "--k8s-shared-claim") || !strings.Contains(r.stderr, "cannot run 8 step(s)") {
+	if r.code != exitScript || !strings.Contains(r.stderr, "--k8s-shared-claim") || !strings.Contains(r.stderr, fmt.Sprintf("cannot run %d step(s)", steps)) {
 		t.Errorf("file prefix without a claim: exit %d: %s", r.code, r.stderr)
 	}
 	r = marin(t, repo, nil, append([]string{script, "--dry-run", "--prefix", prefix, "--shared-prefix", "--k8s-shared-claim", "lustre", "--resource", "cpus=3"}, k8s...)...)
