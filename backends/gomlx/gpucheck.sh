@@ -18,8 +18,9 @@
 #       then a LoRA r=16 adapter over every linear projection the same way
 #       (frozen bf16 base, lean adapter);
 #   (d) export: a small model trained on XLA, its hf/ export loaded by the
-#       machine's own transformers (and its LoRA adapter by peft, once
-#       there is one), logits compared with ours (compare_hf.py).
+#       machine's own transformers, and a LoRA adapter trained over it
+#       (PEFT's layout) by peft where installed, logits compared with ours
+#       (compare_hf.py).
 #
 # PJRT_PLUGIN is the absolute path of a PJRT plugin, e.g. the CUDA one in
 # JAX's jax-cuda13-pjrt package (…/jax_plugins/xla_cuda13/xla_cuda_plugin.so);

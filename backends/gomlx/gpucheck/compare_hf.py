@@ -10,7 +10,8 @@ The reference is the machine's own Hugging Face transformers
 adapter through PeftModel against DIR/ours_lora_logits.f32), or, where
 transformers is not installed, "torch": a small Llama written here from the
 Hugging Face definition (RMSNorm, RoPE with Llama 3 scaling, grouped-query
-attention, SwiGLU), reading the safetensors file itself. Prints and appends
+attention, SwiGLU), reading the safetensors file itself, and with DIR/adapter
+adding each adapted projection's s·B·A·x from PEFT's files. Prints and appends
 one JSON line of figures; exits 1 when the logits differ by more than --tol.
 """
 import argparse
@@ -73,10 +74,31 @@ def rope_inv_freq(cfg, hd):
     return inv
 
 
-def torch_llama_logits(hf, prompts):
-    """A Llama forward pass from the Hugging Face definition, in float64."""
+def read_adapter(adapter):
+    """A PEFT LoRA adapter: its factors by module name and its scale."""
+    ac = json.load(open(os.path.join(adapter, "adapter_config.json")))
+    r, alpha = ac["r"], ac["lora_alpha"]
+    scale = alpha / math.sqrt(r) if ac.get("use_rslora") else alpha / r
+    t = {k: v.double() for k, v in read_safetensors(os.path.join(adapter, "adapter_model.safetensors")).items()}
+    pre = "base_model.model."
+    mods = {}
+    for k in t:
+        if k.endswith(".lora_A.weight"):
+            m = k[len(pre):-len(".lora_A.weight")]
+            mods[m] = (t[k], t[pre + m + ".lora_B.weight"])
+    full = {k[len(pre):]: v for k, v in t.items() if ".lora_" not in k}
+    return mods, scale, full
+
+
+def torch_llama_logits(hf, prompts, adapter=None):
+    """A Llama forward pass from the Hugging Face definition, in float64;
+    with a PEFT LoRA adapter, each adapted projection adds s·B·A·x."""
     cfg = json.load(open(os.path.join(hf, "config.json")))
     w = {k: v.double() for k, v in load_weights(hf).items()}
+    mods, scale = {}, 0.0
+    if adapter:
+        mods, scale, full = read_adapter(adapter)
+        w.update(full)
     D, H = cfg["hidden_size"], cfg["num_attention_heads"]
     KV = cfg.get("num_key_value_heads", H)
     hd = cfg.get("head_dim") or D // H
@@ -101,7 +123,13 @@ def torch_llama_logits(hf, prompts):
         for l in range(cfg["num_hidden_layers"]):
             pre = f"model.layers.{l}."
             h = norm(x, w[pre + "input_layernorm.weight"])
-            lin = lambda n, v: v @ w[pre + n + ".weight"].T + (w[pre + n + ".bias"] if pre + n + ".bias" in w else 0)
+            def lin(n, v):
+                y = v @ w[pre + n + ".weight"].T + (w[pre + n + ".bias"] if pre + n + ".bias" in w else 0)
+                if pre + n in mods:
+                    A, B = mods[pre + n]
+                    y = y + scale * ((v @ A.T) @ B.T)
+                return y
+
             q = rot(lin("self_attn.q_proj", h).view(T, H, hd), cos, sin)
             k = rot(lin("self_attn.k_proj", h).view(T, KV, hd), cos, sin)
             v = lin("self_attn.v_proj", h).view(T, KV, hd)
@@ -178,10 +206,21 @@ def main():
     fig = {"check": "hf_export", "reference": a.reference, "version": version, "tol": a.tol, **compare(ours, ref)}
     ok = fig["max_abs_diff"] <= a.tol
     adapter = os.path.join(a.dir, "adapter")
-    if a.reference == "transformers" and os.path.isdir(adapter) and os.path.exists(os.path.join(a.dir, "ours_lora_logits.f32")):
-        lora = compare(read_ours(a.dir, "ours_lora_logits.f32", prompts, vocab), transformers_logits(hf, prompts, adapter))
-        fig["lora"] = lora
-        ok = ok and lora["max_abs_diff"] <= a.tol
+    if os.path.isdir(adapter) and os.path.exists(os.path.join(a.dir, "ours_lora_logits.f32")):
+        if a.reference == "transformers":
+            try:
+                import peft  # noqa: F401
+
+                ref_lora = transformers_logits(hf, prompts, adapter)
+            except ImportError:
+                ref_lora = None
+                fig["lora"] = "skipped: peft is not installed"
+        else:
+            ref_lora = torch_llama_logits(hf, prompts, adapter)
+        if ref_lora is not None:
+            lora = compare(read_ours(a.dir, "ours_lora_logits.f32", prompts, vocab), ref_lora)
+            fig["lora"] = lora
+            ok = ok and lora["max_abs_diff"] <= a.tol
     fig["ok"] = ok
     line = json.dumps(fig)
     print(line)

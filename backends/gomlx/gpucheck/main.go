@@ -27,6 +27,7 @@ import (
 	"github.com/marin-go/marin/backends/gomlx"
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/lora"
+	"github.com/marin-go/marin/backends/model/safetensors"
 	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/train"
 )
@@ -213,7 +214,9 @@ func fit(opts gomlx.Options, model, precision string, loraR, batch, seq, steps i
 
 // export trains a small model for a few steps, exports it to dir/hf and
 // writes our float32 logits for a few prompts (dir/ours.json: tokens and
-// shapes; dir/ours_logits.f32: little-endian values) for compare_hf.py.
+// shapes; dir/ours_logits.f32: little-endian values) for compare_hf.py;
+// then the same for a LoRA adapter over the export (dir/adapter,
+// dir/ours_lora_logits.f32).
 func export(opts gomlx.Options, model, dir, out string) error {
 	if dir == "" {
 		return fmt.Errorf("export needs -dir")
@@ -254,34 +257,97 @@ func export(opts gomlx.Options, model, dir, out string) error {
 	if err != nil {
 		return err
 	}
-	defer rm.Close()
 	prompts := [][]int32{{1, 5, 9, 200, 17, 3, 44, 12}, {7, 7, 7, 100, 250, 3, 2, 1, 0, 8, 9, 10}}
-	var all []float32
-	var rows []int
-	for _, pr := range prompts {
-		dec, err := rm.NewDecoder(1, 0)
-		if err != nil {
-			return err
-		}
-		lg, err := dec.Feed(ctx, [][]int32{pr}, sample.Every)
-		if err != nil {
-			dec.Close()
-			return err
-		}
-		all = append(all, lg[0]...)
-		rows = append(rows, len(pr))
-		dec.Close()
+	err = writeLogits(ctx, rm, prompts, filepath.Join(dir, "ours_logits.f32"))
+	var base *llama.Params
+	if err == nil {
+		base, err = rm.Params()
 	}
-	buf := make([]byte, 4*len(all))
-	for i, v := range all {
-		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "ours_logits.f32"), buf, 0o644); err != nil {
+	rm.Close()
+	if err != nil {
 		return err
+	}
+	// A LoRA adapter over the exported model, trained a few steps, written
+	// in PEFT's layout to dir/adapter, and our logits of the base with it
+	// merged (compare_hf.py runs the adapter through peft).
+	loraLoss, err := exportAdapter(ctx, opts, ropts, base, prompts, dir)
+	if err != nil {
+		return fmt.Errorf("LoRA adapter: %w", err)
 	}
 	meta, _ := json.Marshal(map[string]any{"prompts": prompts, "vocab": cfg.VocabSize, "engine": opts.Engine})
 	if err := os.WriteFile(filepath.Join(dir, "ours.json"), meta, 0o644); err != nil {
 		return err
 	}
-	return record(out, map[string]any{"check": "export", "model": model, "params": cfg.NumParams(), "engine": opts.Engine, "train_loss": loss, "dir": dir})
+	return record(out, map[string]any{"check": "export", "model": model, "params": cfg.NumParams(), "engine": opts.Engine, "train_loss": loss, "lora_train_loss": loraLoss, "dir": dir})
+}
+
+// exportAdapter trains a LoRA adapter (r 4, all-linear) over base with opts, writes it to dir/adapter and the logits of the
+// merged model (decoded with ropts) to dir/ours_lora_logits.f32.
+func exportAdapter(ctx context.Context, opts, ropts gomlx.Options, base *llama.Params, prompts [][]int32, dir string) (float64, error) {
+	spec := lora.Spec{R: 4, Alpha: 8, Targets: lora.Targets{Pattern: lora.AllLinear}}
+	a, err := lora.New(spec, base.Config)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.Init(base, 7); err != nil {
+		return 0, err
+	}
+	lm, err := gomlx.NewLoRA(base, a, opts, 1)
+	if err != nil {
+		return 0, err
+	}
+	var loss float64
+	for s := range 10 {
+		r, _, err := lm.TrainStep(ctx, 1e-2, gomlx.BenchBatch(base.Config, 4, 64, uint64(10+s%3)))
+		if err != nil {
+			lm.Close()
+			return 0, err
+		}
+		loss = r.Mean()
+	}
+	trained, err := lm.Adapter()
+	lm.Close()
+	if err != nil {
+		return 0, err
+	}
+	adir := filepath.Join(dir, "adapter")
+	if err := os.MkdirAll(adir, 0o755); err != nil {
+		return 0, err
+	}
+	if err := lora.WriteFiles(adir, trained, safetensors.F32); err != nil {
+		return 0, err
+	}
+	merged, err := trained.Merge(base)
+	if err != nil {
+		return 0, err
+	}
+	mm, err := gomlx.New(merged, ropts)
+	if err != nil {
+		return 0, err
+	}
+	defer mm.Close()
+	return loss, writeLogits(ctx, mm, prompts, filepath.Join(dir, "ours_lora_logits.f32"))
+}
+
+// writeLogits writes m's float32 logits after every token of each prompt
+// to path (little-endian values, prompt after prompt).
+func writeLogits(ctx context.Context, m *gomlx.Model, prompts [][]int32, path string) error {
+	var all []float32
+	for _, pr := range prompts {
+		dec, err := m.NewDecoder(1, 0)
+		if err != nil {
+			return err
+		}
+		lg, err := dec.Feed(ctx, [][]int32{pr}, sample.Every)
+		dec.Close()
+		if err != nil {
+			return err
+		}
+		all = append(all, lg[0]...)
+	}
+	buf := make([]byte, 4*len(all))
+	for i, v := range all {
+		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+	}
+	return os.WriteFile(path, buf, 0o644)
 }
