@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -39,11 +40,25 @@ type Writer struct {
 }
 
 // Create starts an atomic write of the object at rawURL (see Writer).
+// On object stores the data streams out in parts as it is written
+// (multipart uploads on S3, resumable chunks on GCS), so memory stays
+// bounded however large the object.
 func Create(ctx context.Context, rawURL string) (*Writer, error) {
-	return create(ctx, rawURL, nil, false)
+	return create(ctx, rawURL, writeOpts{})
 }
 
-func create(ctx context.Context, rawURL string, md5sum []byte, ifNotExist bool) (*Writer, error) {
+// writeOpts are the options of one write.
+type writeOpts struct {
+	md5sum     []byte
+	ifNotExist bool
+	// before, when set, may change the driver's request (a precondition).
+	before func(as func(any) bool) error
+	// partSize and concurrency bound a streaming upload's buffers (0:
+	// the driver's defaults).
+	partSize, concurrency int
+}
+
+func create(ctx context.Context, rawURL string, o writeOpts) (*Writer, error) {
 	b, loc, err := open(ctx, rawURL)
 	if err != nil {
 		return nil, err
@@ -54,13 +69,18 @@ func create(ctx context.Context, rawURL string, md5sum []byte, ifNotExist bool) 
 		aw.dir = filepath.Dir(filepath.FromSlash("/" + loc.key))
 	}
 	opts := &blob.WriterOptions{
-		ContentType: contentType(loc.key),
-		ContentMD5:  md5sum,
-		IfNotExist:  ifNotExist,
+		ContentType:    contentType(loc.key),
+		ContentMD5:     o.md5sum,
+		IfNotExist:     o.ifNotExist,
+		BufferSize:     o.partSize,
+		MaxConcurrency: o.concurrency,
 		BeforeWrite: func(as func(any) bool) error {
 			var f *os.File
 			if as(&f) {
 				aw.f = f
+			}
+			if o.before != nil {
+				return o.before(as)
 			}
 			return nil
 		},
@@ -68,7 +88,7 @@ func create(ctx context.Context, rawURL string, md5sum []byte, ifNotExist bool) 
 	w, err := b.NewWriter(wctx, loc.key, opts)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("write %s: %w", rawURL, err)
+		return nil, opError("write", rawURL, err)
 	}
 	aw.w = w
 	return aw, nil
@@ -88,7 +108,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		w.err = fmt.Errorf("write %s: %w", w.url, err)
+		w.err = opError("write", w.url, err)
 		return n, w.err
 	}
 	return n, nil
@@ -116,7 +136,7 @@ func (w *Writer) Commit() error {
 	w.cancel()
 	if err != nil {
 		w.removeTemp()
-		return fmt.Errorf("commit %s: %w", w.url, err)
+		return opError("commit", w.url, err)
 	}
 	if w.dir != "" {
 		syncDir(w.dir)
@@ -158,7 +178,7 @@ func syncDir(dir string) {
 // the old content.
 func WriteAtomic(ctx context.Context, rawURL string, data []byte) error {
 	sum := md5.Sum(data)
-	w, err := create(ctx, rawURL, sum[:], false)
+	w, err := create(ctx, rawURL, writeOpts{md5sum: sum[:]})
 	if err != nil {
 		return err
 	}
@@ -209,7 +229,7 @@ func CreateIfNotExist(ctx context.Context, rawURL string, data []byte) (bool, er
 		return created, nil
 	}
 	sum := md5.Sum(data)
-	w, err := create(ctx, rawURL, sum[:], true)
+	w, err := create(ctx, rawURL, writeOpts{md5sum: sum[:], ifNotExist: true})
 	if err != nil {
 		return false, fmt.Errorf("create %s: %w", rawURL, err)
 	}
@@ -219,11 +239,27 @@ func CreateIfNotExist(ctx context.Context, rawURL string, data []byte) (bool, er
 	}
 	if err := w.Commit(); err != nil {
 		if gcerrors.Code(err) == gcerrors.FailedPrecondition {
-			return false, nil
+			return ownWrite(ctx, rawURL, data)
 		}
 		return false, fmt.Errorf("create %s: %w", rawURL, err)
 	}
 	return true, nil
+}
+
+// ownWrite settles a conditional write whose precondition failed: when
+// the object now holds exactly data, it was this write — a retried
+// request whose first attempt succeeded but whose reply was lost — and
+// counts as done. Callers that race write distinct content (a lease id, a
+// holder and time), so another writer's object never matches.
+func ownWrite(ctx context.Context, rawURL string, data []byte) (bool, error) {
+	cur, err := ReadAll(ctx, rawURL)
+	if errors.Is(err, ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create %s: read back after a failed precondition: %w", rawURL, err)
+	}
+	return bytes.Equal(cur, data), nil
 }
 
 // linkCreate creates the file at loc with data unless it exists, atomically

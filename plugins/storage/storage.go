@@ -169,8 +169,15 @@ func filePathOf(s string) (string, error) {
 	}
 }
 
-// Join appends slash-separated elements to a URL.
+// Join appends slash-separated elements to a URL's path; a query stays
+// at the end ("s3://b/p?region=x" + "a" is "s3://b/p/a?region=x").
 func Join(base string, elems ...string) string {
+	query := ""
+	if i := strings.Index(base, "://"); i > 0 && base[:i] != "file" {
+		if q := strings.IndexByte(base, '?'); q >= 0 {
+			base, query = base[:q], base[q:]
+		}
+	}
 	out := strings.TrimRight(base, "/")
 	for _, e := range elems {
 		e = strings.Trim(e, "/")
@@ -178,7 +185,19 @@ func Join(base string, elems ...string) string {
 			out += "/" + e
 		}
 	}
-	return out
+	return out + query
+}
+
+// DirPrefix is the List prefix of everything inside the directory URL u:
+// u with one trailing slash (before its query, if any).
+func DirPrefix(u string) string {
+	query := ""
+	if i := strings.Index(u, "://"); i > 0 && u[:i] != "file" {
+		if q := strings.IndexByte(u, '?'); q >= 0 {
+			u, query = u[:q], u[q:]
+		}
+	}
+	return strings.TrimRight(u, "/") + "/" + query
 }
 
 func parse(raw string) (location, error) {
@@ -214,8 +233,14 @@ func parse(raw string) (location, error) {
 		return location{}, fmt.Errorf("parse storage URL %q: %w", raw, err)
 	}
 	root := scheme + "://" + u.Host
-	if u.RawQuery != "" {
-		root += "?" + u.RawQuery
+	// The bucket opens with the URL's own query, else with the options
+	// registered for it (UseOptions); rebuilt URLs keep only their own.
+	q := u.RawQuery
+	if q == "" && u.Host != "" {
+		q = bucketOptions(root)
+	}
+	if q != "" {
+		root += "?" + q
 	}
 	return location{scheme: scheme, root: root, key: strings.TrimPrefix(u.Path, "/"), query: u.RawQuery}, nil
 }
@@ -285,10 +310,13 @@ func rawBucketLocked(ctx context.Context, loc location) (*blob.Bucket, error) {
 	case "mem":
 		b = memblob.OpenBucket(nil)
 	default:
-		b, err = blob.OpenBucket(ctx, loc.root)
+		var ok bool
+		if b, ok, err = openObjectStore(ctx, loc.root); !ok {
+			b, err = blob.OpenBucket(ctx, loc.root)
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", loc.root, err)
+		return nil, fmt.Errorf("open bucket %s://%s: %w", loc.scheme, hostOf(loc.root), err)
 	}
 	buckets[loc.root] = b
 	return b, nil
@@ -343,9 +371,11 @@ func DropMem(rawURL string) {
 	}
 }
 
-// notFound reports whether err says an object does not exist.
+// notFound reports whether err says an object does not exist (and not
+// that its bucket does not, or that it may not be seen: gocloud reports
+// those as not found too).
 func notFound(err error) bool {
-	return gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, fs.ErrNotExist)
+	return (gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, fs.ErrNotExist)) && classify(err) == nil
 }
 
 func open(ctx context.Context, rawURL string) (*blob.Bucket, location, error) {
@@ -355,7 +385,7 @@ func open(ctx context.Context, rawURL string) (*blob.Bucket, location, error) {
 	}
 	b, err := bucketFor(ctx, loc)
 	if err != nil {
-		return nil, location{}, err
+		return nil, location{}, fmt.Errorf("%s: %w", rawURL, err)
 	}
 	if loc.key == "" || strings.HasSuffix(loc.key, "/") {
 		return nil, location{}, fmt.Errorf("storage URL %s names no object", rawURL)
@@ -375,7 +405,7 @@ func ReadAll(ctx context.Context, rawURL string) ([]byte, error) {
 		if notFound(err) {
 			return nil, fmt.Errorf("read %s: %w", rawURL, ErrNotExist)
 		}
-		return nil, fmt.Errorf("read %s: %w", rawURL, err)
+		return nil, opError("read", rawURL, err)
 	}
 	return data, nil
 }
@@ -437,7 +467,7 @@ func Exists(ctx context.Context, rawURL string) (bool, error) {
 	}
 	ok, err := b.Exists(ctx, loc.key)
 	if err != nil {
-		return false, fmt.Errorf("check %s: %w", rawURL, err)
+		return false, opError("check", rawURL, err)
 	}
 	return ok, nil
 }
@@ -454,7 +484,7 @@ func Stat(ctx context.Context, rawURL string) (Attrs, error) {
 		if notFound(err) {
 			return Attrs{}, fmt.Errorf("stat %s: %w", rawURL, ErrNotExist)
 		}
-		return Attrs{}, fmt.Errorf("stat %s: %w", rawURL, err)
+		return Attrs{}, opError("stat", rawURL, err)
 	}
 	return Attrs{Size: a.Size, ModTime: a.ModTime}, nil
 }
@@ -467,7 +497,7 @@ func Delete(ctx context.Context, rawURL string) error {
 		return err
 	}
 	if err := b.Delete(ctx, loc.key); err != nil && !notFound(err) {
-		return fmt.Errorf("delete %s: %w", rawURL, err)
+		return opError("delete", rawURL, err)
 	}
 	return nil
 }
@@ -484,7 +514,7 @@ func List(ctx context.Context, prefixURL, delimiter string) ([]Entry, error) {
 	}
 	b, err := bucketFor(ctx, loc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list %s: %w", prefixURL, err)
 	}
 	it := b.List(&blob.ListOptions{Prefix: loc.key, Delimiter: delimiter})
 	var out []Entry
@@ -494,7 +524,7 @@ func List(ctx context.Context, prefixURL, delimiter string) ([]Entry, error) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return nil, fmt.Errorf("list %s: %w", prefixURL, err)
+			return nil, opError("list", prefixURL, err)
 		}
 		if loc.scheme == "file" && !obj.IsDir && tempFile.MatchString(obj.Key) {
 			continue
