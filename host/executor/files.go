@@ -249,12 +249,21 @@ func appendStatus(ctx context.Context, outputPath string, e StatusEntry) error {
 // readLease reads the lock file under outputPath. A missing lock gives an
 // error matching storage.ErrNotExist.
 func readLease(ctx context.Context, outputPath string) (*Lease, error) {
+	l, _, err := readLeaseVersion(ctx, outputPath)
+	return l, err
+}
+
+// readLeaseVersion is readLease that also returns the version of the lock
+// it read (also when it is corrupt), for a conditional overwrite: only a
+// writer that saw this exact lock may replace it (storage.ReplaceIfVersion).
+func readLeaseVersion(ctx context.Context, outputPath string) (*Lease, storage.Version, error) {
 	u := storage.Join(outputPath, LockFile)
-	data, err := storage.ReadAll(ctx, u)
+	data, ver, err := storage.ReadVersioned(ctx, u)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return parseLease(u, data)
+	l, err := parseLease(u, data)
+	return l, ver, err
 }
 
 // parseLease reads a lock file's content (see readLease).

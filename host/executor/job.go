@@ -83,25 +83,36 @@ func RunJob(ctx context.Context, jobURL string, o JobOptions) error {
 	}
 
 	// Adopt the lease: only the lease the submitter handed over, never a
-	// successor's.
-	cur, err := readLease(ctx, out)
-	switch {
-	case errors.Is(err, storage.ErrNotExist) || errors.Is(err, errCorruptLease):
-		return fmt.Errorf("%w: step %s has no valid lease (its submitter gave it up); nothing run", ErrNotHolder, req.StepName)
-	case err != nil:
-		return fmt.Errorf("read lease of %s: %w", out, err)
-	case cur.LeaseID != jf.Lease.LeaseID:
-		return fmt.Errorf("%w: step %s is now held by %s; nothing run", ErrNotHolder, req.StepName, cur.Holder)
-	}
+	// successor's. The lock is replaced only while it is the version just
+	// read (storage.ReplaceIfVersion); the submitter refreshing it until it
+	// sees the adoption changes it in between, and then it is read again.
 	mine := e.newLease()
 	mine.LeaseID = jf.Lease.LeaseID
-	held.Store(mine.LeaseID, true) // this process holds it now (see holderGone)
 	data, err := json.Marshal(mine)
 	if err != nil {
 		return err
 	}
-	if err := storage.WriteAtomic(ctx, storage.Join(out, LockFile), data); err != nil {
-		return fmt.Errorf("adopt lease of %s: %w", out, err)
+	for round := 0; ; round++ {
+		cur, ver, err := readLeaseVersion(ctx, out)
+		switch {
+		case errors.Is(err, storage.ErrNotExist) || errors.Is(err, errCorruptLease):
+			return fmt.Errorf("%w: step %s has no valid lease (its submitter gave it up); nothing run", ErrNotHolder, req.StepName)
+		case err != nil:
+			return fmt.Errorf("read lease of %s: %w", out, err)
+		case cur.LeaseID != jf.Lease.LeaseID:
+			return fmt.Errorf("%w: step %s is now held by %s; nothing run", ErrNotHolder, req.StepName, cur.Holder)
+		}
+		held.Store(mine.LeaseID, true) // this process holds it now (see holderGone)
+		ok, err := storage.ReplaceIfVersion(ctx, storage.Join(out, LockFile), data, ver)
+		if err != nil {
+			return fmt.Errorf("adopt lease of %s: %w", out, err)
+		}
+		if ok {
+			break
+		}
+		if round >= 8 {
+			return fmt.Errorf("adopt lease of %s: the lock kept changing", out)
+		}
 	}
 
 	wctx := func() (context.Context, context.CancelFunc) { return detached(ctx) }

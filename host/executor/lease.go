@@ -64,7 +64,7 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 			return &l, nil, nil
 		}
 		held.Delete(l.LeaseID)
-		cur, err := readLease(ctx, outputPath)
+		cur, ver, err := readLeaseVersion(ctx, outputPath)
 		why := "lease file is unreadable"
 		switch {
 		case errors.Is(err, storage.ErrNotExist):
@@ -93,21 +93,25 @@ func (e *executor) acquire(ctx context.Context, outputPath string) (mine, other 
 		if data, err = json.Marshal(l); err != nil {
 			return nil, nil, err
 		}
-		held.Store(l.LeaseID, true)
-		if err := storage.WriteAtomic(ctx, lockURL, data); err != nil {
+		// Replace the stale lock only if it is still the one we read: a
+		// holder that came back to life and refreshed it, or a taker whose
+		// steal marker went stale under us, changed it, and then it is
+		// theirs.
+		held.Store(l.LeaseID, true) // before it can be seen
+		replaced, err := storage.ReplaceIfVersion(ctx, lockURL, data, ver)
+		if err != nil {
 			held.Delete(l.LeaseID)
 			return nil, nil, fmt.Errorf("take over lease %s: %w", lockURL, err)
 		}
-		// Read back: a taker whose steal marker went stale under it (it
-		// paused for StaleAfter) could have overwritten the lock too; the
-		// last writer holds the lease and everyone else backs off.
-		back, err := readLease(ctx, outputPath)
-		if err != nil {
+		if !replaced {
 			held.Delete(l.LeaseID)
-			return nil, nil, fmt.Errorf("read back lease %s: %w", lockURL, err)
-		}
-		if back.LeaseID != l.LeaseID {
-			held.Delete(l.LeaseID)
+			back, err := readLease(ctx, outputPath)
+			if errors.Is(err, storage.ErrNotExist) {
+				continue
+			}
+			if err != nil && !errors.Is(err, errCorruptLease) {
+				return nil, nil, fmt.Errorf("read back lease %s: %w", lockURL, err)
+			}
 			return nil, back, nil
 		}
 		return &l, nil, nil
@@ -166,7 +170,7 @@ func (e *executor) heartbeat(ctx context.Context, outputPath string, mine Lease,
 			return
 		case <-t.C:
 		}
-		cur, err := readLease(ctx, outputPath)
+		cur, ver, err := readLeaseVersion(ctx, outputPath)
 		if ctx.Err() != nil {
 			return
 		}
@@ -180,10 +184,21 @@ func (e *executor) heartbeat(ctx context.Context, outputPath string, mine Lease,
 			return
 		}
 		if err == nil {
+			// Refresh only the lock just read as ours (a conditional
+			// overwrite on its version): a taker that replaced it in
+			// between is never overwritten by a stale holder.
 			mine.Heartbeat = e.now().UTC()
 			var data []byte
 			if data, err = json.Marshal(mine); err == nil {
-				err = storage.WriteAtomic(ctx, lockURL, data)
+				var ok bool
+				if ok, err = storage.ReplaceIfVersion(ctx, lockURL, data, ver); err == nil && !ok {
+					if ctx.Err() != nil {
+						return
+					}
+					e.log.Error().Str("path", outputPath).Msg("lease was taken over during its refresh; stopping the step")
+					lost()
+					return
+				}
 			}
 		}
 		if ctx.Err() != nil {

@@ -312,7 +312,7 @@ func (w *jobWatch) poll(ctx context.Context) (o outcome, lost, done bool) {
 	if o, ok := w.final(ctx); ok {
 		return o, false, true
 	}
-	cur, lerr := readLease(ctx, st.OutputPath)
+	cur, ver, lerr := readLeaseVersion(ctx, st.OutputPath)
 	switch {
 	case ctx.Err() != nil:
 		return outcome{}, false, false
@@ -337,7 +337,7 @@ func (w *jobWatch) poll(ctx context.Context) (o outcome, lost, done bool) {
 	case cur.Holder == w.mine.Holder:
 		// Not adopted yet: the job is queued or starting.
 		if e.now().Sub(w.lastBeat) >= e.opts.Heartbeat {
-			w.beat(ctx)
+			w.beat(ctx, ver)
 		}
 	case e.stale(cur) && w.state.Phase == runner.Running:
 		msg := fmt.Sprintf("%s stopped heartbeating the step's lease (last heartbeat %s ago, holder %s); cancelled it",
@@ -381,14 +381,20 @@ func (w *jobWatch) stateChanged(state runner.State) {
 	}
 }
 
-// beat refreshes the lease this process still holds for its queued job.
-func (w *jobWatch) beat(ctx context.Context) {
+// beat refreshes the lease this process still holds for its queued job,
+// only while the lock is still the version read as ours (ver): a job that
+// adopted the lease in between is never overwritten.
+func (w *jobWatch) beat(ctx context.Context, ver storage.Version) {
 	e, st := w.s.e, w.s.e.steps[w.i]
 	l := w.mine
 	l.Heartbeat = e.now().UTC()
 	data, err := json.Marshal(l)
 	if err == nil {
-		err = storage.WriteAtomic(ctx, storage.Join(st.OutputPath, LockFile), data)
+		var ok bool
+		ok, err = storage.ReplaceIfVersion(ctx, storage.Join(st.OutputPath, LockFile), data, ver)
+		if err == nil && !ok {
+			return // changed since it was read (adopted): the next poll sees it
+		}
 	}
 	if err != nil {
 		if ctx.Err() == nil {
