@@ -1,13 +1,13 @@
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/tokens/tokencache"
 	"github.com/marin-go/marin/backends/train/dataloader"
-	"github.com/marin-go/marin/plugins/sdk"
 )
 
 // source is one component's token cache, planned into sequences.
@@ -35,8 +35,9 @@ type Data struct {
 	Format    json.RawMessage
 }
 
-// OpenData opens the caches of cfg's components and plans their sequences.
-func OpenData(cfg *Config) (*Data, error) {
+// OpenData opens the caches of cfg's components (local directories or
+// storage URLs, see tokencache.OpenURL) and plans their sequences.
+func OpenData(ctx context.Context, cfg *Config) (*Data, error) {
 	d := &Data{SeqLen: cfg.MaxSeqLen}
 	ok := false
 	defer func() {
@@ -46,11 +47,8 @@ func OpenData(cfg *Config) (*Data, error) {
 	}()
 	open := func(name string) (*source, error) {
 		comp := cfg.Data.Components[name]
-		dir, err := sdk.LocalPath(comp.Cache)
-		if err != nil {
-			return nil, fmt.Errorf("data component %s: cache %s: %w", name, comp.Cache, err)
-		}
-		c, err := tokencache.Open(dir)
+		dir := comp.Cache
+		c, err := tokencache.OpenURL(ctx, comp.Cache)
 		if err != nil {
 			return nil, fmt.Errorf("data component %s: %w", name, err)
 		}

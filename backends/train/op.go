@@ -11,6 +11,7 @@ import (
 	"github.com/marin-go/marin/backends/model/llama"
 	"github.com/marin-go/marin/backends/model/lora"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // OpName is the op default_sft steps run.
@@ -92,10 +93,11 @@ func RunWith(ctx context.Context, req *sdk.Request, r sdk.Reporter, e EngineSpec
 	if err := cfg.resolve(); err != nil {
 		return &sdk.Diagnostic{Summary: fmt.Sprintf("train config of step %s: %v", req.StepName, err)}
 	}
-	out, err := sdk.LocalPath(req.OutputPath)
+	stage, err := storage.NewStage(req.OutputPath)
 	if err != nil {
-		return &sdk.Diagnostic{Summary: fmt.Sprintf("train writes checkpoints to a local directory: output %s: %v", req.OutputPath, err)}
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("train output %s: %v", req.OutputPath, err)}
 	}
+	defer stage.Close()
 	prof, err := e.ProfileOf(&cfg)
 	if err != nil {
 		return err
@@ -104,8 +106,8 @@ func RunWith(ctx context.Context, req *sdk.Request, r sdk.Reporter, e EngineSpec
 	if err != nil {
 		return err
 	}
-	j := &Job{Config: &cfg, Out: out, Report: r, NewEngine: factory, BackendName: e.Name, Profile: &prof}
-	return j.Run(ctx)
+	j := &Job{Config: &cfg, Out: stage.Dir, Stage: stage, Report: r, NewEngine: factory, BackendName: e.Name, Profile: &prof}
+	return j.urlError(j.Run(ctx))
 }
 
 // plan checks what the schema cannot: the model's own limits against the

@@ -263,7 +263,7 @@ func TestEpochsResolveFromTheCaches(t *testing.T) {
 	cfg.NumTrainSteps, cfg.NumTrainEpochs = nil, &epochs
 	cfg.Warmup, cfg.LRSchedule = 0, "linear"
 	cfg.StepsPerEval, cfg.StepsPerHFExport, cfg.StepsPerCheckpoint = 0, 0, 0
-	data, err := train.OpenData(cfg)
+	data, err := train.OpenData(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestEpochsResolveFromTheCaches(t *testing.T) {
 func TestMixtureProportionsOverTenThousandSequences(t *testing.T) {
 	root := t.TempDir()
 	cfg := testConfig(t, root, 1)
-	data, err := train.OpenData(cfg)
+	data, err := train.OpenData(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

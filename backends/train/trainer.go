@@ -25,6 +25,7 @@ import (
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/backends/train/dataloader"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // backendName is the engine's name checkpoints record ("cpu" when unset).
@@ -41,6 +42,9 @@ type Job struct {
 	Config *Config
 	Out    string       // the step's output directory (local)
 	Report sdk.Reporter // may be nil
+	// Stage, when its output is remote, publishes what the job writes in
+	// Out to the step's output URL (see output.go); nil: Out is the output.
+	Stage *storage.Stage
 
 	// ActivationBytes bounds the activation memory of one micro-batch when
 	// the config does not fix micro_batch_size (0: a quarter of the
@@ -70,6 +74,8 @@ type Job struct {
 
 	// Filled by Run.
 	Result Result
+
+	metricsPublished time.Time
 }
 
 // Result says what a run did.
@@ -105,11 +111,14 @@ func (j *Job) Run(ctx context.Context) error {
 	if err := os.MkdirAll(j.Out, 0o755); err != nil {
 		return fmt.Errorf("train output: %w", err)
 	}
-	data, err := OpenData(cfg)
+	data, err := OpenData(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer data.Close()
+	if err := j.fetchResume(ctx); err != nil {
+		return err
+	}
 
 	numSteps := int64(0)
 	if cfg.NumTrainSteps != nil {
@@ -178,7 +187,7 @@ func (j *Job) Run(ctx context.Context) error {
 			}
 		}
 		j.Result.ResumedFrom = start
-		j.logf("info", "resuming from %s (step %d of %d)", ck.Dir, start, numSteps)
+		j.logf("info", "resuming from %s (step %d of %d)", j.where(ck.Dir), start, numSteps)
 	} else {
 		if base, err = j.startingPoint(ctx); err != nil {
 			return err
@@ -255,6 +264,22 @@ func (j *Job) Run(ctx context.Context) error {
 		return err
 	}
 	defer mw.Close()
+	if j.remote() {
+		// The resume's checkpoint is loaded: scratch needs no copy.
+		if err := os.RemoveAll(ckRoot); err != nil {
+			return err
+		}
+		// Rows past the checkpoint are gone from the local file; the
+		// remote one follows now, and when this run stops for any reason.
+		if err := j.publishMetrics(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if err := j.publishMetrics(context.WithoutCancel(ctx)); err != nil {
+				j.logf("warn", "publish metrics: %v", err)
+			}
+		}()
+	}
 
 	j.logf("info", "training %s model (%d parameters) on %s for steps %d..%d: batch %d × %d tokens in micro-batches of %d",
 		mcfg.ModelType, mcfg.NumParams(), j.backendName(), start+1, numSteps, B, T, micro)
@@ -379,11 +404,18 @@ func (j *Job) Run(ctx context.Context) error {
 			if err := PruneTemporary(ckRoot, done); err != nil {
 				j.logf("warn", "%v", err)
 			}
+			if err := j.publishCheckpoint(ctx, dir, done); err != nil {
+				return err
+			}
 			lastCkpt = time.Now()
-			j.logf("info", "checkpoint %s", dir)
+			j.logf("info", "checkpoint %s", j.where(dir))
+		} else if j.remote() && time.Since(j.metricsPublished) >= metricsPublishEvery {
+			if err := j.publishMetrics(ctx); err != nil {
+				j.logf("warn", "publish metrics: %v", err)
+			}
 		}
 		if last || (cfg.StepsPerHFExport > 0 && done%cfg.StepsPerHFExport == 0) {
-			if err := j.export(eng, done, adapter, base, exportOpts, tok, data); err != nil {
+			if err := j.export(ctx, eng, done, adapter, base, exportOpts, tok, data); err != nil {
 				return err
 			}
 		}
@@ -398,11 +430,14 @@ func (j *Job) Run(ctx context.Context) error {
 	if start == numSteps {
 		missing := false
 		for _, sub := range j.exportDirs(adapter) {
-			_, err := os.Stat(filepath.Join(j.Out, sub, weights.StepName(numSteps)))
-			missing = missing || errors.Is(err, os.ErrNotExist)
+			ok, err := j.exportExists(ctx, sub, numSteps)
+			if err != nil {
+				return err
+			}
+			missing = missing || !ok
 		}
 		if missing {
-			if err := j.export(eng, numSteps, adapter, base, exportOpts, tok, data); err != nil {
+			if err := j.export(ctx, eng, numSteps, adapter, base, exportOpts, tok, data); err != nil {
 				return err
 			}
 		}
@@ -616,7 +651,7 @@ func (j *Job) exportDirs(adapter *lora.Adapter) []string {
 // export writes step's exports: hf/step-N (the model; with LoRA only when
 // merge_lora asks, the adapter merged) and, with LoRA, adapter/step-N (the
 // adapter in PEFT's layout).
-func (j *Job) export(eng Engine, step int64, adapter *lora.Adapter, b *baseModel, o weights.ExportOptions, tok *tokFiles, data *Data) error {
+func (j *Job) export(ctx context.Context, eng Engine, step int64, adapter *lora.Adapter, b *baseModel, o weights.ExportOptions, tok *tokFiles, data *Data) error {
 	if adapter != nil {
 		dir := filepath.Join(j.Out, "adapter", weights.StepName(step))
 		a, err := eng.Adapter()
@@ -629,7 +664,10 @@ func (j *Job) export(eng Engine, step int64, adapter *lora.Adapter, b *baseModel
 		if err := weights.ExportAdapter(dir, a, o); err != nil {
 			return err
 		}
-		j.logf("info", "exported %s", dir)
+		if err := j.publishExport(ctx, dir); err != nil {
+			return err
+		}
+		j.logf("info", "exported %s", j.where(dir))
 		if !j.Config.Lora.MergeLora {
 			return nil
 		}
@@ -643,7 +681,10 @@ func (j *Job) export(eng Engine, step int64, adapter *lora.Adapter, b *baseModel
 	if err := weights.ExportHF(dir, p, o); err != nil {
 		return err
 	}
-	j.logf("info", "exported %s", dir)
+	if err := j.publishExport(ctx, dir); err != nil {
+		return err
+	}
+	j.logf("info", "exported %s", j.where(dir))
 	return nil
 }
 

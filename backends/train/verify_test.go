@@ -1,6 +1,7 @@
 package train_test
 
 import (
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ func TestChangedTokenCacheIsRefused(t *testing.T) {
 	t.Setenv(tokencache.VerifiedDirEnv, t.TempDir())
 	root := t.TempDir()
 	cfg := testConfig(t, root, 2)
-	d, err := train.OpenData(cfg)
+	d, err := train.OpenData(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

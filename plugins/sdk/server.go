@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	pluginpb "github.com/marin-go/marin/plugins/proto"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // server implements the protocol for one Plugin.
@@ -138,6 +139,9 @@ func (s *server) run(ctx context.Context, req *pluginpb.RunRequest, rep *reporte
 			}
 		}
 	}()
+	// Storage reports (a retried request, a long transfer's progress) go
+	// to the host as the step's logs.
+	ctx = storage.WithLogger(ctx, rep.Log)
 	return op.Run(ctx, r, rep)
 }
 

@@ -1,9 +1,13 @@
 // Package shell is the built-in "shell" plugin: its op shell/run runs a
 // command as a step, the Go counterpart of a Python Marin step whose fn is an
 // arbitrary function (an eval script, a conversion tool). The command writes
-// its results under $MARIN_OUTPUT_PATH; its output is kept in command.log
-// there and streamed to the host's log. Env values that are file:// URLs
-// (such as output_path_of(step)) reach the command as local paths.
+// its results under $MARIN_OUTPUT_PATH, a local directory; its output is
+// kept in command.log there and streamed to the host's log. When the step's
+// output is in a bucket (gs://, s3://, …), $MARIN_OUTPUT_PATH is a scratch
+// directory that is uploaded to the output URL ($MARIN_OUTPUT_URL) once the
+// command succeeds. Env values that are file:// URLs (such as
+// output_path_of(step)) reach the command as local paths; bucket URLs stay
+// URLs.
 package shell
 
 import (
@@ -25,6 +29,7 @@ import (
 
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // Version is the plugin's version; it is recorded in .executor_info.
@@ -64,18 +69,40 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	if err != nil {
 		return &sdk.Diagnostic{Summary: err.Error(), Attribute: "command"}
 	}
-	out, err := sdk.LocalPath(req.OutputPath)
+	stage, err := storage.NewStage(req.OutputPath)
 	if err != nil {
-		return fmt.Errorf("shell/run writes to local outputs only: %w", err)
+		return fmt.Errorf("shell/run output %s: %w", req.OutputPath, err)
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return fmt.Errorf("create output dir: %w", err)
-	}
+	defer stage.Close()
+	out := stage.Dir
 	logFile, err := os.Create(filepath.Join(out, "command.log"))
 	if err != nil {
 		return fmt.Errorf("create command.log: %w", err)
 	}
 	defer logFile.Close()
+	runErr := command(ctx, cfg, argv, req, out, logFile, r)
+	if err := logFile.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("write command.log: %w", err)
+	}
+	if stage.Remote() {
+		// What the command wrote becomes the output when it succeeded;
+		// after a failure only its log is kept, to read why.
+		if runErr != nil {
+			if err := stage.Publish(ctx, "command.log"); err != nil {
+				r.Log("warn", "could not publish command.log", "error", err.Error())
+			}
+			return runErr
+		}
+		r.Log("info", "publishing the command's output", "url", stage.URL)
+		if err := stage.Publish(ctx, "."); err != nil {
+			return fmt.Errorf("publish %s: %w", stage.URL, err)
+		}
+	}
+	return runErr
+}
+
+// command runs argv with out as its local output directory.
+func command(ctx context.Context, cfg config, argv []string, req *sdk.Request, out string, logFile *os.File, r sdk.Reporter) error {
 
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = cfg.Workdir
@@ -94,7 +121,8 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	for _, k := range keys {
 		v := cfg.Env[k]
 		if strings.HasPrefix(v, "file://") {
-			// Paths of other steps' outputs arrive as URLs; commands want paths.
+			// Paths of other steps' outputs arrive as URLs; commands want
+			// paths. Bucket URLs stay URLs (for gsutil, aws s3, …).
 			if p, err := sdk.LocalPath(v); err == nil {
 				v = p
 			}

@@ -257,11 +257,11 @@ func pinVersion(scheme string, attrs *blob.Attributes) func(func(any) bool) erro
 // under dirURL, several at a time, and then the files named in last (paths
 // relative to localDir, slash-separated), one after another in that order:
 // the commit markers a reader checks, so that a reader who sees them sees
-// everything else. A name in last that does not exist is an error.
+// everything else. Names in last that localDir lacks are skipped.
 func UploadDir(ctx context.Context, localDir, dirURL string, last ...string) error {
 	var files []string
 	var total int64
-	isLast := map[string]bool{}
+	isLast, present := map[string]bool{}, map[string]bool{}
 	for _, l := range last {
 		isLast[l] = true
 	}
@@ -282,7 +282,9 @@ func UploadDir(ctx context.Context, localDir, dirURL string, last ...string) err
 			return err
 		}
 		total += info.Size()
-		if !isLast[rel] {
+		if isLast[rel] {
+			present[rel] = true
+		} else {
 			files = append(files, rel)
 		}
 		return nil
@@ -299,6 +301,9 @@ func UploadDir(ctx context.Context, localDir, dirURL string, last ...string) err
 		return err
 	}
 	for _, rel := range last {
+		if !present[rel] {
+			continue
+		}
 		if err := upload(ctx, filepath.Join(localDir, filepath.FromSlash(rel)), Join(dirURL, rel), &prog.done); err != nil {
 			return err
 		}

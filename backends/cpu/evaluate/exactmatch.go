@@ -25,6 +25,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -97,13 +98,20 @@ func run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	if err := req.Decode(&c); err != nil {
 		return err
 	}
-	out, err := sdk.LocalPath(req.OutputPath)
+	stage, err := storage.NewStage(req.OutputPath)
 	if err != nil {
-		return &sdk.Diagnostic{Summary: fmt.Sprintf("eval/exact_match writes to a local directory: %v", err)}
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("eval/exact_match output %s: %v", req.OutputPath, err)}
 	}
-	res, err := Run(ctx, c, out, r)
+	defer stage.Close()
+	res, err := Run(ctx, c, stage.Dir, r)
 	if err != nil {
 		return err
+	}
+	// results.json last: it is what readers of the output look for.
+	for _, f := range []string{"predictions.jsonl", "results.json"} {
+		if err := stage.Publish(ctx, f); err != nil {
+			return err
+		}
 	}
 	r.Log("info", fmt.Sprintf("exact match %d/%d = %.1f%%%s (model %s)", res.Correct, res.Examples, 100*res.Accuracy, byTaskText(res), res.Model))
 	return nil
@@ -150,7 +158,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 	if err != nil {
 		return nil, err
 	}
-	rows, err := readConversations(c.Data)
+	rows, err := readConversations(ctx, c.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -240,9 +248,10 @@ type convRow struct {
 }
 
 // readConversations reads every row of the *.jsonl(.gz) files under path
-// (sorted by name) or of one such file.
-func readConversations(path string) ([]convRow, error) {
-	local, err := sdk.LocalPath(path)
+// (sorted by name) or of one such file; a storage URL is read through a
+// local copy.
+func readConversations(ctx context.Context, path string) ([]convRow, error) {
+	local, err := localData(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("eval/exact_match: data %s: %w", path, err)
 	}
@@ -310,3 +319,26 @@ func readFile(path string, rows *[]convRow) error {
 	}
 	return nil
 }
+
+// localData returns a local path for the data at path: path itself when it
+// is local, else a copy of the *.jsonl(.gz) files under the URL, or of the
+// one object it names.
+func localData(ctx context.Context, path string) (string, error) {
+	if storage.IsLocal(path) {
+		return storage.LocalPath(path)
+	}
+	dir, err := storage.LocalDir(ctx, path, func(rel string) bool {
+		return strings.HasSuffix(rel, ".jsonl.gz") || strings.HasSuffix(rel, ".jsonl")
+	})
+	if err == nil || !errors.Is(err, storage.ErrNotExist) {
+		return dir, err
+	}
+	i := strings.LastIndex(path, "/")
+	name := path[i+1:]
+	dir, err = storage.LocalDir(ctx, path[:i], func(rel string) bool { return rel == name })
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, name), nil
+}
+

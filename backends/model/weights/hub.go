@@ -9,6 +9,7 @@ import (
 
 	"github.com/marin-go/marin/plugins/hfhub"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // IsHubID reports whether name reads as a hub id ("org/name" or
@@ -28,7 +29,8 @@ func IsHubID(name string) bool {
 type Logf func(format string, args ...any)
 
 // Resolve turns a model name into a local directory holding it in HF
-// layout: a local path or file:// URL goes through FindModelDir; a hub id
+// layout: a local path or file:// URL goes through FindModelDir; a storage
+// URL (gs://, s3://, …) through FindModelURL and a local copy; a hub id
 // ("org/name", "org/name@revision", revision default main) is downloaded
 // into the cache with plugins/hfhub (HF_ENDPOINT, HF_TOKEN): config.json,
 // generation_config.json, the safetensors files (single or sharded with
@@ -37,6 +39,9 @@ type Logf func(format string, args ...any)
 func Resolve(ctx context.Context, name string, logf Logf) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("model: empty name")
+	}
+	if !storage.IsLocal(name) {
+		return resolveURL(ctx, name, logf)
 	}
 	if !IsHubID(name) {
 		p, err := sdk.LocalPath(name)
@@ -90,6 +95,9 @@ func fetch(ctx context.Context, name string, keep func(string) bool, logf Logf) 
 func ResolveTokenizer(ctx context.Context, name string, logf Logf) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("tokenizer: empty name")
+	}
+	if !storage.IsLocal(name) {
+		return resolveTokenizerURL(ctx, name)
 	}
 	if !IsHubID(name) {
 		p, err := sdk.LocalPath(name)

@@ -22,7 +22,10 @@
 // by reason (with a few examples) in the manifest; if every conversation is
 // skipped the step fails. A rerun after a crash keeps every shard whose
 // files are complete and verified and made from the same input, tokenizer
-// and format, and redoes the rest. manifest.json is written last.
+// and format, and redoes the rest. manifest.json is written last. An
+// output in a bucket (gs://, s3://, …) is written in a local scratch
+// directory and published shard by shard, each shard's .json after its
+// data and the manifest after every shard.
 package tokenize
 
 import (
@@ -42,6 +45,7 @@ import (
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // OpName is the op default_tokenize steps run.
@@ -92,19 +96,23 @@ func Run(ctx context.Context, req *sdk.Request, r sdk.Reporter) error {
 	if err := req.Decode(&cfg); err != nil {
 		return err
 	}
-	out, err := sdk.LocalPath(req.OutputPath)
+	stage, err := storage.NewStage(req.OutputPath)
 	if err != nil {
-		return &sdk.Diagnostic{Summary: fmt.Sprintf("tokenize writes its cache to a local directory (the cache is memory-mapped): output %s: %v", req.OutputPath, err)}
+		return &sdk.Diagnostic{Summary: fmt.Sprintf("tokenize output %s: %v", req.OutputPath, err)}
 	}
-	j := &Job{Config: cfg, Out: out, Plugins: req.Plugins, Report: r}
+	defer stage.Close()
+	j := &Job{Config: cfg, Out: stage.Dir, Stage: stage, Plugins: req.Plugins, Report: r}
 	return j.Run(ctx)
 }
 
 // Job is one tokenize run. Run calls it with the step's request; tests and
 // benchmarks build one directly.
 type Job struct {
-	Config  Config
-	Out     string               // the cache directory (local)
+	Config Config
+	Out    string // the cache directory (local)
+	// Stage, when its output is remote, receives each committed shard and
+	// then the manifest (tokencache.PublishShard); nil: Out is the output.
+	Stage   *storage.Stage
 	Plugins []sdk.PluginEndpoint // format plugins the host knows
 	Report  sdk.Reporter         // may be nil
 	Workers int                  // 0: GOMAXPROCS
@@ -132,6 +140,9 @@ func (s Stats) TokensPerSecond() float64 {
 	}
 	return float64(s.NewTokens) / s.Elapsed.Seconds()
 }
+
+// remote reports whether the job's output is a storage URL.
+func (j *Job) remote() bool { return j.Stage != nil && j.Stage.Remote() }
 
 // Run tokenizes every input shard not already in the cache and writes the
 // manifest.
@@ -214,10 +225,15 @@ func (j *Job) Run(ctx context.Context) error {
 	prog := newProgress(j.Report, inputs)
 	for i, in := range inputs {
 		name := tokencache.ShardName(i)
-		info, reused := j.reusable(name, in, fp)
+		info, reused := j.reusable(ctx, name, in, fp)
 		if !reused {
 			if info, err = run.shard(ctx, name, in, prog); err != nil {
 				return err
+			}
+			if j.remote() {
+				if err := tokencache.PublishShard(ctx, j.Out, j.Stage.URL, info); err != nil {
+					return err
+				}
 			}
 			j.Stats.NewTokens += info.Counts.Tokens
 		} else {
@@ -247,6 +263,11 @@ func (j *Job) Run(ctx context.Context) error {
 	if err := tokencache.WriteManifest(j.Out, m); err != nil {
 		return err
 	}
+	if j.remote() {
+		if err := tokencache.PublishManifest(ctx, j.Out, j.Stage.URL); err != nil {
+			return err
+		}
+	}
 	j.Report.Log("info", "token cache written",
 		"documents", strconv.FormatInt(counts.Documents, 10), "tokens", strconv.FormatInt(counts.Tokens, 10),
 		"trainable_tokens", strconv.FormatInt(counts.TrainableTokens, 10), "skipped", skipSummary(counts.Skipped),
@@ -257,15 +278,21 @@ func (j *Job) Run(ctx context.Context) error {
 
 // reusable reports whether shard name is committed, verified and made from
 // the same input with the same tokenizer, format and code.
-func (j *Job) reusable(name string, in inputShard, fp string) (tokencache.ShardInfo, bool) {
-	info, err := tokencache.ReadShardInfo(j.Out, name)
+func (j *Job) reusable(ctx context.Context, name string, in inputShard, fp string) (tokencache.ShardInfo, bool) {
+	read := func() (tokencache.ShardInfo, error) { return tokencache.ReadShardInfo(j.Out, name) }
+	verify := func(info tokencache.ShardInfo) error { return tokencache.VerifyShard(j.Out, info) }
+	if j.remote() {
+		read = func() (tokencache.ShardInfo, error) { return tokencache.ReadShardInfoURL(ctx, j.Stage.URL, name) }
+		verify = func(info tokencache.ShardInfo) error { return tokencache.CheckShardURL(ctx, j.Stage.URL, info) }
+	}
+	info, err := read()
 	if err != nil {
 		return tokencache.ShardInfo{}, false
 	}
 	if info.Source != in.Rel || info.SourceBytes != in.Size || info.Fingerprint != fp {
 		return tokencache.ShardInfo{}, false
 	}
-	if err := tokencache.VerifyShard(j.Out, info); err != nil {
+	if err := verify(info); err != nil {
 		j.Report.Log("warn", "redoing a damaged shard", "shard", name, "error", err.Error())
 		return tokencache.ShardInfo{}, false
 	}
