@@ -15,6 +15,7 @@ import (
 	"github.com/marin-go/marin/backends/model/sample"
 	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/tokens/tokenizer"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // sampleFlags are the flags generate and chat share.
@@ -28,7 +29,7 @@ type sampleFlags struct {
 
 func (f *sampleFlags) bind(cmd *cobra.Command, maxNew int) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "the model: an hf/ export or checkpoint directory, a LoRA adapter directory (PEFT's layout: its base is loaded and the adapter merged), a training step's output (its latest export), or a hub id")
+	fl.StringVar(&f.model, "model", "", "the model: an hf/ export or checkpoint directory, a LoRA adapter directory (PEFT's layout: its base is loaded and the adapter merged), a training step's output (its latest export), or a hub id; a directory may be a gs:// or s3:// URL")
 	fl.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer directory or hub id, when the model directory has none")
 	fl.StringVar(&f.system, "system", "", "system prompt")
 	fl.IntVar(&f.maxNew, "max-new-tokens", maxNew, "most tokens to generate")
@@ -50,7 +51,16 @@ func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*sample.Model
 	if f.maxNew <= 0 {
 		return nil, withCode(exitUsage, fmt.Errorf("--max-new-tokens must be positive"))
 	}
-	m, err := sample.Load(ctx, f.model, f.tokenizer, func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) })
+	// A bucket URL's query (endpoint, region, …) configures its bucket.
+	model, err := storage.UseOptions(f.model)
+	if err != nil {
+		return nil, withCode(exitUsage, fmt.Errorf("--model: %w", err))
+	}
+	tok, err := storage.UseOptions(f.tokenizer)
+	if err != nil {
+		return nil, withCode(exitUsage, fmt.Errorf("--tokenizer: %w", err))
+	}
+	m, err := sample.Load(ctx, model, tok, func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) })
 	if err != nil {
 		return nil, withCode(exitFailed, err)
 	}

@@ -67,6 +67,13 @@ func defaultPrefix(flag string) (string, error) {
 	if p == "" {
 		p = "marin-output"
 	}
+	// A bucket URL's query (endpoint, region, …) configures its bucket for
+	// this process and the plugins it starts; paths and hashes use the URL
+	// without it.
+	p, err := storage.UseOptions(p)
+	if err != nil {
+		return "", withCode(exitUsage, fmt.Errorf("--prefix: %w", err))
+	}
 	u, err := storage.NormalizeURL(p)
 	if err != nil {
 		return "", withCode(exitUsage, fmt.Errorf("--prefix %q: %w", p, err))
@@ -147,7 +154,24 @@ func newLogger(format, level string, stderr io.Writer) (zerolog.Logger, *logging
 	}
 	// Plugins inherit the host's level.
 	os.Setenv("MARIN_LOG_LEVEL", level)
+	storage.SetDefaultLogger(storageLogger(log))
 	return log, d, nil
+}
+
+// storageLogger logs what plugins/storage reports (retried requests,
+// transfer progress) through the host's logger.
+func storageLogger(log zerolog.Logger) storage.Logger {
+	return func(level, msg string, kv ...string) {
+		lv, err := zerolog.ParseLevel(level)
+		if err != nil {
+			lv = zerolog.InfoLevel
+		}
+		ev := log.WithLevel(lv).Str("component", "storage")
+		for i := 0; i+1 < len(kv); i += 2 {
+			ev = ev.Str(kv[i], kv[i+1])
+		}
+		ev.Msg(msg)
+	}
 }
 
 func newManager(log zerolog.Logger) (*pluginhost.Manager, error) {
