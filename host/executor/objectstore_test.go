@@ -43,6 +43,12 @@ func TestExecutorsRaceOnObjectStores(t *testing.T) {
 				defer wg.Done()
 				opts := testOpts(r, holder)
 				opts.Heartbeat, opts.Poll = 200*time.Millisecond, 50*time.Millisecond
+				// A lease is fresh for longer than the whole test: on a
+				// loaded machine (-race, a shared CI runner) a conditional
+				// create can take seconds, and a lease that looks stale is
+				// rightly taken over, which is not what this test checks
+				// (TestLostLeaseOnObjectStores does).
+				opts.StaleAfter = time.Minute
 				opts.MaxConcurrent = 4
 				reports[i], errs[i] = Run(context.Background(), plan, opts)
 			}()

@@ -14,6 +14,7 @@ import (
 	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/backends/tokens/tokencache"
 	"github.com/marin-go/marin/plugins/sdk"
+	"github.com/marin-go/marin/plugins/storage"
 )
 
 // testInput writes three documents shards (two subsets/splits) with a few
@@ -267,8 +268,24 @@ func TestRunThroughSDK(t *testing.T) {
 	if c := openCache(t, out); c.NumDocs() != int64(len(docs)) || c.IsValidation() {
 		t.Errorf("%d docs", c.NumDocs())
 	}
-	req.OutputPath = "mem://bucket/x"
-	if err := Run(context.Background(), req, &events{}); err == nil || !strings.Contains(err.Error(), "local directory") {
-		t.Errorf("remote output: %v", err)
+	// A bucket output: written in scratch, published shard by shard and
+	// the manifest last; it opens from the URL with the same documents.
+	t.Setenv(storage.CacheDirEnv, t.TempDir())
+	t.Setenv(storage.ScratchDirEnv, t.TempDir())
+	req.OutputPath = "mem://tokenize-sdk/x-abc123"
+	t.Cleanup(func() { storage.DropMem(req.OutputPath) })
+	if err := Run(context.Background(), req, &events{}); err != nil {
+		t.Fatalf("remote output: %v", err)
+	}
+	c, err := tokencache.OpenURL(context.Background(), req.OutputPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.NumDocs() != int64(len(docs)) {
+		t.Errorf("remote cache: %d docs, want %d", c.NumDocs(), len(docs))
+	}
+	if ok, err := storage.Exists(context.Background(), storage.Join(req.OutputPath, tokencache.ManifestName)); err != nil || !ok {
+		t.Errorf("remote cache has no manifest (%v, %v)", ok, err)
 	}
 }
