@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/marin-go/marin/plugins/storage/storetest"
 )
@@ -329,4 +331,88 @@ func smallParts() func() {
 	p, c := UploadPartSize, DownloadChunk
 	UploadPartSize, DownloadChunk = 5<<20, 1<<20
 	return func() { UploadPartSize, DownloadChunk = p, c }
+}
+
+// BenchmarkCheckpointS3 writes a 1 GiB checkpoint directory (the layout a
+// train step publishes: model.safetensors, optimizer state, config.json
+// and metadata.json last) from local disk to the test S3 server with
+// UploadDir, and reads it back with DownloadDir, reporting each way's
+// throughput and the process's peak RSS (which bounded-memory transfers
+// keep far below the checkpoint's size):
+//
+//	MARIN_BENCH_CHECKPOINT_MB=1024 go test -run '^$' -bench CheckpointS3 -benchtime 1x ./plugins/storage/
+func BenchmarkCheckpointS3(b *testing.B) {
+	s := storetest.S3(b)
+	b.Setenv(CacheDirEnv, b.TempDir())
+	mb := 1024
+	if v := os.Getenv("MARIN_BENCH_CHECKPOINT_MB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("MARIN_BENCH_CHECKPOINT_MB=%q", v)
+		}
+		mb = n
+	}
+	src := b.TempDir()
+	total := int64(mb) << 20
+	files := map[string]int64{
+		"model.safetensors":     total / 3,
+		"optimizer.safetensors": total - total/3 - 2048,
+		"config.json":           1024,
+		"metadata.json":         1024,
+	}
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + i>>8)
+	}
+	for name, size := range files {
+		f, err := os.Create(filepath.Join(src, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for left := size; left > 0; {
+			n := min(left, int64(len(buf)))
+			if _, err := f.Write(buf[:n]); err != nil {
+				b.Fatal(err)
+			}
+			left -= n
+		}
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	var up, down time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dir := Join(s.URL, "checkpoints", "step-"+strconv.Itoa(i))
+		start := time.Now()
+		if err := UploadDir(ctx, src, dir, "config.json", "metadata.json"); err != nil {
+			b.Fatal(err)
+		}
+		up += time.Since(start)
+		dst := filepath.Join(b.TempDir(), "ck")
+		start = time.Now()
+		n, err := DownloadDir(ctx, dir, dst)
+		if err != nil {
+			b.Fatal(err)
+		}
+		down += time.Since(start)
+		if n != len(files) {
+			b.Fatalf("downloaded %d files, want %d", n, len(files))
+		}
+		fi, err := os.Stat(filepath.Join(dst, "optimizer.safetensors"))
+		if err != nil || fi.Size() != files["optimizer.safetensors"] {
+			b.Fatalf("optimizer.safetensors read back: %v %v", fi, err)
+		}
+		_ = DeleteAll(ctx, dir)
+		_ = os.RemoveAll(dst)
+	}
+	b.StopTimer()
+	secs := func(d time.Duration) float64 { return d.Seconds() / float64(b.N) }
+	b.ReportMetric(float64(total)/(1<<20)/secs(up), "MB/s-write")
+	b.ReportMetric(float64(total)/(1<<20)/secs(down), "MB/s-read")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "MB-peak-RSS")
+	}
 }
