@@ -21,7 +21,7 @@ import (
 )
 
 // storeScript is the reduced quickstart (quickScript) with fewer training
-// steps: the same eight steps, every op reading and writing the bucket,
+// steps: the same steps, every op reading and writing the bucket,
 // checkpoints every 50 pretraining steps and exports, in less time.
 func storeScript(t *testing.T, repo, dir string) string {
 	t.Helper()
@@ -44,25 +44,37 @@ func storeScript(t *testing.T, repo, dir string) string {
 	return p
 }
 
-// stepDirs maps each step name of the quickstart to its output URL under
-// prefix, by listing the bucket.
+// stepDirs maps each step name of the quickstart ("eval/quickstart_sft/
+// quickstart_heldout_answer") to its output URL under prefix, found by
+// listing the bucket for status files.
 func stepDirs(t *testing.T, prefix string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, group := range []string{"documents", "tokenized", "checkpoints", "eval"} {
-		ents, err := storage.List(context.Background(), storage.Join(prefix, group)+"/", "/")
-		if err != nil {
-			t.Fatal(err)
+	ents, err := storage.List(context.Background(), prefix+"/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		dir, ok := strings.CutSuffix(e.URL, "/.executor_status")
+		if !ok || e.IsDir {
+			continue
 		}
-		for _, e := range ents {
-			if !e.IsDir {
-				continue
-			}
-			name := strings.TrimSuffix(strings.TrimPrefix(e.URL, storage.Join(prefix, group)+"/"), "/")
-			out[group+"/"+name[:strings.LastIndex(name, "-")]] = strings.TrimSuffix(e.URL, "/")
+		rel := strings.TrimPrefix(dir, prefix+"/")
+		if i := strings.LastIndex(rel, "-"); i > 0 {
+			out[rel[:i]] = dir
 		}
 	}
 	return out
+}
+
+// plannedSteps counts the steps a dry run of script on prefix lists.
+func plannedSteps(t *testing.T, repo string, env []string, script, prefix string) int {
+	t.Helper()
+	dry := marin(t, repo, env, script, "--prefix", prefix, "--dry-run", "--json")
+	if dry.code != 0 {
+		t.Fatalf("dry run: exit %d: %s", dry.code, dry.stderr)
+	}
+	return len(strings.Split(strings.TrimSpace(dry.stdout), "\n"))
 }
 
 func readAllURL(t *testing.T, u string) []byte {
@@ -137,6 +149,7 @@ func TestQuickstartOnObjectStores(t *testing.T) {
 		// 1. The whole run. On S3 the prefix carries the endpoint as
 		// query options and the environment has only the keys.
 		prefix := s.URL + "/run"
+		nSteps := plannedSteps(t, repo, env, script, prefix)
 		arg, runEnv := prefix, env
 		if s.Scheme == "s3" {
 			arg = prefix + "?endpoint=" + s.Endpoint + "&use_path_style=true&region=us-east-1"
@@ -149,7 +162,7 @@ func TestQuickstartOnObjectStores(t *testing.T) {
 		}
 		t.Logf("quickstart on %s: %s", prefix, time.Since(start).Round(time.Second))
 		dirs := stepDirs(t, prefix)
-		if len(dirs) != 8 {
+		if len(dirs) != nSteps {
 			t.Fatalf("step outputs in the bucket: %v", dirs)
 		}
 		pre, sft := dirs["checkpoints/quickstart_pretrain"], dirs["checkpoints/quickstart_sft"]
@@ -313,7 +326,7 @@ func TestQuickstartOnObjectStores(t *testing.T) {
 				}
 			}
 			d3 := stepDirs(t, prefix3)
-			if len(d3) != 8 {
+			if len(d3) != nSteps {
 				t.Fatalf("step outputs: %v", d3)
 			}
 			for name, out := range d3 {
