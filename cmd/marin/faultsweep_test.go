@@ -25,6 +25,7 @@ import (
 	"github.com/marin-go/marin/plugins/sdk"
 	"github.com/marin-go/marin/plugins/storage"
 	"github.com/marin-go/marin/plugins/storage/faultblob"
+	"github.com/marin-go/marin/plugins/storage/storetest"
 	"github.com/marin-go/marin/starlib"
 )
 
@@ -143,9 +144,28 @@ type sweep struct {
 	counts map[faultblob.Op]int64
 	want   map[string]string // rel path → digest of the fault-free output
 	took   time.Duration
+	// bucket, when set ("s3://name", "gs://name"), holds the prefixes
+	// instead of local temporary directories.
+	bucket string
+	n      int
 }
 
-func newSweep(t testing.TB) *sweep {
+// fresh returns a new empty prefix and the key prefix the injector limits
+// itself to.
+func (s *sweep) fresh(t testing.TB) (prefix, only string) {
+	if s.bucket == "" {
+		p := t.TempDir()
+		return p, strings.TrimPrefix(p, "/")
+	}
+	s.n++
+	key := fmt.Sprintf("sweep-%d", s.n)
+	return s.bucket + "/" + key, key
+}
+
+func newSweep(t testing.TB) *sweep { return newSweepIn(t, "") }
+
+// newSweepIn is newSweep with the prefixes in bucket ("": local).
+func newSweepIn(t testing.TB, bucket string) *sweep {
 	t.Helper()
 	tok, err := filepath.Abs("../../experiments/quickstart/tokenizer")
 	if err != nil {
@@ -156,13 +176,14 @@ func newSweep(t testing.TB) *sweep {
 		t.Fatal(err)
 	}
 	t.Setenv("MARIN_CACHE_DIR", t.TempDir())
-	s := &sweep{script: script, runner: newInProcess(), in: faultblob.New()}
+	t.Setenv(storage.ScratchDirEnv, t.TempDir())
+	s := &sweep{script: script, runner: newInProcess(), in: faultblob.New(), bucket: bucket}
 	restore := storage.Interpose(func(_ string, b *blob.Bucket) *blob.Bucket { return s.in.Wrap(b) })
 	t.Cleanup(restore)
 
-	prefix := t.TempDir()
+	prefix, only := s.fresh(t)
 	start := time.Now()
-	s.in.Only(strings.TrimPrefix(prefix, "/"))
+	s.in.Only(only)
 	s.in.Reset()
 	if err := s.run(prefix); err != nil {
 		t.Fatalf("fault-free run: %v", err)
@@ -212,8 +233,8 @@ func (s *sweep) points() []faultblob.Fault {
 // check runs the pipeline with f, then without faults, and reports what
 // the sweep forbids.
 func (s *sweep) check(t testing.TB, f faultblob.Fault) {
-	prefix := t.TempDir()
-	s.in.Only(strings.TrimPrefix(prefix, "/"))
+	prefix, only := s.fresh(t)
+	s.in.Only(only)
 	if err := s.in.Arm(f); err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +303,27 @@ func (s *sweep) noPanics(t testing.TB, f faultblob.Fault) {
 // SUCCESS.
 func succeeded(t testing.TB, prefix string) []string {
 	var out []string
+	if !storage.IsLocal(prefix) {
+		ents, err := storage.List(context.Background(), prefix+"/", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			rel := strings.TrimPrefix(e.URL, prefix+"/")
+			if strings.Count(rel, "/") != 2 || !strings.HasSuffix(rel, "/"+executor.StatusFile) {
+				continue
+			}
+			dir := strings.TrimSuffix(e.URL, "/"+executor.StatusFile)
+			h, err := executor.ReadStatus(context.Background(), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(h); n > 0 && h[n-1].Status == executor.StatusSuccess {
+				out = append(out, strings.TrimPrefix(dir, prefix+"/"))
+			}
+		}
+		return out
+	}
 	m, _ := filepath.Glob(filepath.Join(prefix, "*", "*", executor.StatusFile))
 	for _, p := range m {
 		dir := filepath.Dir(p)
@@ -305,37 +347,68 @@ func succeeded(t testing.TB, prefix string) []string {
 func outputs(t testing.TB, prefix string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
+	keep := func(rel string) bool {
+		name := rel[strings.LastIndex(rel, "/")+1:]
+		return name != executor.StatusFile && name != executor.InfoFile && !strings.HasPrefix(rel, "experiments/")
+	}
+	if !storage.IsLocal(prefix) {
+		// An object store has no temporary files: a write is visible
+		// whole or not at all.
+		ctx := context.Background()
+		ents, err := storage.List(ctx, prefix+"/", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			rel := strings.TrimPrefix(e.URL, prefix+"/")
+			if e.IsDir || !keep(rel) {
+				continue
+			}
+			raw, err := storage.ReadAll(ctx, e.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[rel] = digestOutput(prefix, rel, raw)
+		}
+		return out
+	}
 	err := filepath.WalkDir(prefix, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(prefix, p)
 		rel = filepath.ToSlash(rel)
-		name := d.Name()
-		if name == executor.StatusFile || name == executor.InfoFile || strings.HasPrefix(rel, "experiments/") {
+		if !keep(rel) {
 			return nil
 		}
 		raw, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		raw = bytes.ReplaceAll(raw, []byte(prefix), []byte("<prefix>"))
-		switch {
-		case name == "metrics.jsonl":
-			raw = stableMetrics(raw)
-		case name == "metadata.json" && strings.Contains(rel, "/checkpoints/"):
-			raw = dropKeys(raw, "timestamp", "extra.elapsed_seconds")
-		case name == "results.json":
-			raw = dropKeys(raw, "seconds")
-		}
-		sum := sha256.Sum256(raw)
-		out[rel] = hex.EncodeToString(sum[:8])
+		out[rel] = digestOutput(prefix, rel, raw)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// digestOutput is the digest of output rel's content raw, without what
+// depends on time and on the prefix's location.
+func digestOutput(prefix, rel string, raw []byte) string {
+	name := rel[strings.LastIndex(rel, "/")+1:]
+	raw = bytes.ReplaceAll(raw, []byte(prefix), []byte("<prefix>"))
+	switch {
+	case name == "metrics.jsonl":
+		raw = stableMetrics(raw)
+	case name == "metadata.json" && strings.Contains(rel, "/checkpoints/"):
+		raw = dropKeys(raw, "timestamp", "extra.elapsed_seconds")
+	case name == "results.json":
+		raw = dropKeys(raw, "seconds")
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:8])
 }
 
 // stableMetrics keeps the numbers of metrics.jsonl that must not depend on
@@ -419,12 +492,48 @@ func TestFaultSweepSample(t *testing.T) {
 	}
 }
 
+// TestFaultSweepObjectStores is TestFaultSweepSample with the prefixes in
+// a bucket of the test S3 server and of the GCS emulator (storetest): the
+// first and last operation of each kind fail, each way it can.
+func TestFaultSweepObjectStores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the reduced pipeline many times")
+	}
+	storetest.All(t, func(t *testing.T, st *storetest.Store) {
+		s := newSweepIn(t, st.URL)
+		pts := s.points()
+		var sel []faultblob.Fault
+		for _, f := range pts {
+			if f.N == 1 || f.N == s.counts[f.Op] {
+				sel = append(sel, f)
+			}
+		}
+		t.Logf("fault-free run on %s: %s, operations %v; %d fault points in all, checking %d", st.Scheme, s.took.Round(time.Millisecond), s.counts, len(pts), len(sel))
+		for _, f := range sel {
+			s.check(t, f)
+		}
+	})
+}
+
 // BenchmarkFaultSweep is the whole sweep, every fault point once per
 // iteration; it reports the number of points and the time per point.
 //
 //	go test -run '^$' -bench FaultSweep -benchtime 1x -timeout 4h ./cmd/marin/
+//
+// MARIN_SWEEP_STORE=s3 or gs sweeps a bucket on the test object stores
+// (storetest) instead of local directories.
 func BenchmarkFaultSweep(b *testing.B) {
-	s := newSweep(b)
+	bucket := ""
+	switch v := os.Getenv("MARIN_SWEEP_STORE"); v {
+	case "":
+	case "s3":
+		bucket = storetest.S3(b).URL
+	case "gs":
+		bucket = storetest.GCS(b).URL
+	default:
+		b.Fatalf("MARIN_SWEEP_STORE=%q: want s3 or gs", v)
+	}
+	s := newSweepIn(b, bucket)
 	pts := s.points()
 	b.Logf("fault-free run: %s, operations %v; %d fault points", s.took.Round(time.Millisecond), s.counts, len(pts))
 	b.ResetTimer()
