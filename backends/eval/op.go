@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/marin-go/marin/backends/model/sample"
+	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/plugins/evaltasks"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -172,7 +173,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter, backend stri
 	res.Results.Date = float64(time.Now().Unix())
 	res.Results.Config = map[string]any{
 		"model":                "marin-" + backend,
-		"model_args":           "pretrained=" + m.Dir,
+		"model_args":           "pretrained=" + weights.Where(ctx, c.Model, m.Dir),
 		"model_name":           name,
 		"batch_size":           lm.batch(),
 		"limit":                nullIfZero(c.Limit),

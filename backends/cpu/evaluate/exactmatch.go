@@ -37,6 +37,7 @@ import (
 
 	"github.com/marin-go/marin/backends/cpu/generate"
 	"github.com/marin-go/marin/backends/model/sample"
+	"github.com/marin-go/marin/backends/model/weights"
 	"github.com/marin-go/marin/backends/tokens/chat"
 	"github.com/marin-go/marin/plugins/schema"
 	"github.com/marin-go/marin/plugins/sdk"
@@ -172,7 +173,7 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 	if err != nil {
 		return nil, err
 	}
-	res := &Results{Model: m.Dir, Format: p.Name(), ByTask: map[string]TaskAcc{}}
+	res := &Results{Model: weights.Where(ctx, c.Model, m.Dir), Format: p.Name(), ByTask: map[string]TaskAcc{}}
 	var preds []Prediction
 	for i, row := range rows {
 		if i%16 == 0 {
@@ -341,4 +342,3 @@ func localData(ctx context.Context, path string) (string, error) {
 	}
 	return filepath.Join(dir, name), nil
 }
-

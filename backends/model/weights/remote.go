@@ -33,6 +33,20 @@ func resolveURL(ctx context.Context, u string, logf Logf) (string, error) {
 	return local, nil
 }
 
+// Where names the model that name resolved to (dir, its local directory)
+// for records and logs: the URL of the export or checkpoint read when name
+// is a storage URL, since the path of its local copy means nothing on
+// another machine and differs between prefixes; else dir.
+func Where(ctx context.Context, name, dir string) string {
+	if storage.IsLocal(name) {
+		return dir
+	}
+	if u, err := FindModelURL(ctx, name); err == nil {
+		return u
+	}
+	return name
+}
+
 // FindModelURL is FindModelDir for a storage URL: u itself when it holds
 // config.json, else the newest hf/step-N (or step-N) export with one, else
 // the newest checkpoints/step-N with metadata.json.
