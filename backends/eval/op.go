@@ -169,11 +169,15 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter, backend stri
 	if name == "" {
 		name = c.Model
 	}
+	where, err := weights.Where(ctx, c.Model, m.Dir)
+	if err != nil {
+		return err
+	}
 	res.Results.ModelName = name
 	res.Results.Date = float64(time.Now().Unix())
 	res.Results.Config = map[string]any{
 		"model":                "marin-" + backend,
-		"model_args":           "pretrained=" + weights.Where(ctx, c.Model, m.Dir),
+		"model_args":           "pretrained=" + where,
 		"model_name":           name,
 		"batch_size":           lm.batch(),
 		"limit":                nullIfZero(c.Limit),

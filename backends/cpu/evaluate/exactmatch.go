@@ -173,7 +173,11 @@ func Run(ctx context.Context, c Config, out string, r sdk.Reporter) (*Results, e
 	if err != nil {
 		return nil, err
 	}
-	res := &Results{Model: weights.Where(ctx, c.Model, m.Dir), Format: p.Name(), ByTask: map[string]TaskAcc{}}
+	where, err := weights.Where(ctx, c.Model, m.Dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &Results{Model: where, Format: p.Name(), ByTask: map[string]TaskAcc{}}
 	var preds []Prediction
 	for i, row := range rows {
 		if i%16 == 0 {

@@ -36,15 +36,13 @@ func resolveURL(ctx context.Context, u string, logf Logf) (string, error) {
 // Where names the model that name resolved to (dir, its local directory)
 // for records and logs: the URL of the export or checkpoint read when name
 // is a storage URL, since the path of its local copy means nothing on
-// another machine and differs between prefixes; else dir.
-func Where(ctx context.Context, name, dir string) string {
+// another machine and differs between prefixes; else dir. A failed lookup
+// is an error, never another name in the record.
+func Where(ctx context.Context, name, dir string) (string, error) {
 	if storage.IsLocal(name) {
-		return dir
+		return dir, nil
 	}
-	if u, err := FindModelURL(ctx, name); err == nil {
-		return u
-	}
-	return name
+	return FindModelURL(ctx, name)
 }
 
 // FindModelURL is FindModelDir for a storage URL: u itself when it holds
