@@ -2,8 +2,6 @@ package train
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,7 +169,7 @@ func sumFiles(dir string) ([]FileSum, error) {
 		if rel == MetadataFile {
 			return nil
 		}
-		n, sum, err := hashFile(p)
+		n, sum, err := storage.HashFile(p)
 		if err != nil {
 			return err
 		}
@@ -180,20 +178,6 @@ func sumFiles(dir string) ([]FileSum, error) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, err
-}
-
-func hashFile(p string) (int64, string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return 0, "", err
-	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ErrIncomplete is matched by the error for a step directory without its
@@ -245,7 +229,7 @@ func VerifyCheckpoint(dir string) (CheckpointMeta, error) {
 		if fi.Size() != f.Bytes {
 			return m, fmt.Errorf("checkpoint %s: %s is %d bytes, metadata.json says %d (truncated?): %w", dir, f.Path, fi.Size(), f.Bytes, ErrCorrupt)
 		}
-		_, sum, err := hashFile(p)
+		_, sum, err := storage.HashFile(p)
 		if err != nil {
 			return m, fmt.Errorf("checkpoint %s: %s: %w", dir, f.Path, err)
 		}

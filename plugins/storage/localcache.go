@@ -74,7 +74,7 @@ func FetchBlob(ctx context.Context, rawURL string, size int64, sha string) (stri
 	if err := Download(ctx, rawURL, tmp); err != nil {
 		return "", err
 	}
-	n, got, err := hashLocal(tmp)
+	n, got, err := HashFile(tmp)
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: %w", rawURL, err)
 	}
@@ -88,7 +88,8 @@ func FetchBlob(ctx context.Context, rawURL string, size int64, sha string) (stri
 	return final, nil
 }
 
-func hashLocal(p string) (int64, string, error) {
+// HashFile returns the size and hex SHA-256 of the local file p.
+func HashFile(p string) (int64, string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return 0, "", err
